@@ -1,0 +1,1 @@
+"""lgeclip.anatomy layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Command-line interface: a thin table from subcommand to API function."""

@@ -1,0 +1,223 @@
+"""`lgeclip` console script. Each subcommand parses arguments and calls one typed API function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learn LGE scar detection from report text.")
+bench_app = typer.Typer(no_args_is_help=False, help="Speed and memory benchmarks.")
+app.add_typer(bench_app, name="bench")
+
+Overrides = typer.Option(None, "--set", "-s", help="Config override key=value (repeatable).")
+
+
+def _print(obj: object) -> None:
+    from rich import print_json
+
+    print_json(data=obj)
+
+
+@app.command()
+def phantom(
+    out: Path = typer.Option(..., help="Output folder for the phantom cohort."),
+    patients: int = typer.Option(200, help="Number of patients."),
+    seed: int = typer.Option(0, help="Random seed."),
+    workers: int = typer.Option(2, help="Parallel worker processes."),
+) -> None:
+    """Generate a phantom CMR cohort: DICOM studies, free-text reports and ground truth."""
+    from lgeclip.phantom import generate_cohort
+
+    _print(generate_cohort(out, patients=patients, seed=seed, workers=workers))
+
+
+@app.command()
+def ingest(
+    dicom_root: Path = typer.Argument(..., help="Folder of DICOM studies (any layout)."),
+    reports: Path = typer.Option(..., help="reports.csv (patient_id, accession, report_text)."),
+    out: Path = typer.Option(..., help="Cohort folder to write."),
+    rules: Path | None = typer.Option(None, help="Series selection rules YAML."),
+    truth: Path | None = typer.Option(None, help="Phantom truth folder to attach masks from."),
+    levels: int = typer.Option(3, help="Slices to keep per study (basal/mid/apical)."),
+) -> None:
+    """Select the PSIR LGE short-axis series of each study, read the reports, write a cohort manifest."""
+    from lgeclip.io.ingest import ingest_dicom
+
+    _print(ingest_dicom(dicom_root, reports, out, rules=rules, truth=truth, n_levels=levels))
+
+
+@app.command("ingest-emidec")
+def ingest_emidec_cmd(
+    emidec_dir: Path = typer.Argument(..., help="EMIDEC PNG folder (train/, trainannot/, val/, valannot/)."),
+    out: Path = typer.Option(..., help="Cohort folder to write."),
+    spacing_mm: float = typer.Option(1.5, help="Assumed pixel spacing (the PNGs do not keep it)."),
+) -> None:
+    """Read EMIDEC PNG slices + labels into a cohort, with label-derived reports."""
+    from lgeclip.io.emidec import ingest_emidec
+
+    _print(ingest_emidec(emidec_dir, out, spacing_mm=spacing_mm))
+
+
+@app.command("train-seg")
+def train_seg(
+    cohort: list[Path] = typer.Option(..., help="Cohort folder(s) with masks (repeatable)."),
+    out: Path = typer.Option(..., help="Run folder."),
+    config: Path | None = typer.Option(None, help="Recipe YAML."),
+    set_: list[str] | None = Overrides,
+    resume: bool = typer.Option(False, help="Resume from the last checkpoint."),
+) -> None:
+    """Train the myocardium segmentation net (UNet, DenseNet121 encoder)."""
+    from lgeclip.train.anatomy import train_segmentation
+
+    _print(train_segmentation(cohort, out, config=config, overrides=set_, resume=resume))
+
+
+@app.command("train-landmarks")
+def train_landmarks_cmd(
+    cohort: list[Path] = typer.Option(..., help="Cohort folder(s) with RVIP truth (repeatable)."),
+    out: Path = typer.Option(..., help="Run folder."),
+    config: Path | None = typer.Option(None, help="Recipe YAML."),
+    set_: list[str] | None = Overrides,
+    resume: bool = typer.Option(False, help="Resume from the last checkpoint."),
+) -> None:
+    """Train the RV-insertion-point heatmap net (UNet, ResNet18 encoder)."""
+    from lgeclip.train.anatomy import train_landmarks
+
+    _print(train_landmarks(cohort, out, config=config, overrides=set_, resume=resume))
+
+
+@app.command("evaluate-anatomy")
+def evaluate_anatomy_cmd(
+    seg: Path = typer.Option(..., help="Segmentation run folder."),
+    landmarks: Path = typer.Option(..., help="Landmark run folder."),
+    cohort: Path = typer.Option(..., help="Cohort folder with truth."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <cohort>/anatomy_eval)."),
+    split: str = typer.Option("test", help="Patient split to evaluate (train/val/test/all)."),
+) -> None:
+    """Myocardium Dice and RVIP error (mm) against truth; JSON + picture grid."""
+    from lgeclip.eval.anatomy import evaluate_anatomy
+
+    _print(evaluate_anatomy(seg, landmarks, cohort, out=out, split=split))
+
+
+@app.command()
+def preprocess(
+    cohort: Path = typer.Option(..., help="Cohort folder."),
+    seg: Path | None = typer.Option(None, help="Segmentation run folder."),
+    landmarks: Path | None = typer.Option(None, help="Landmark run folder."),
+    out: Path = typer.Option(..., help="Cache folder."),
+    config: Path | None = typer.Option(None, help="Preprocess recipe YAML."),
+    set_: list[str] | None = Overrides,
+    oracle: bool = typer.Option(False, help="Use truth masks/RVIPs instead of the nets (where present)."),
+) -> None:
+    """Preprocess every slice (1 mm, LV crop, orientation, percentile cap) into a cache."""
+    from lgeclip.preprocess.cache import build_cache
+
+    _print(build_cache(cohort, seg, landmarks, out, config=config, overrides=set_, oracle=oracle))
+
+
+@app.command("synth-preview")
+def synth_preview_cmd(
+    cache: list[Path] = typer.Option(..., help="Cache folder(s)."),
+    out: Path = typer.Option(Path("synth_preview.png"), help="PNG to write."),
+    n: int = typer.Option(6, help="Rows per cache."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Grid of (original, candidate region, scar weight, blended, sentence) rows."""
+    from lgeclip.synth.preview import synth_preview
+
+    _print(synth_preview(cache, out, n=n, seed=seed))
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., help="Training recipe YAML (configs/train/*.yaml)."),
+    cache: Path = typer.Option(..., help="Preprocessed cache folder."),
+    out: Path = typer.Option(..., help="Run folder."),
+    set_: list[str] | None = Overrides,
+    resume: bool = typer.Option(False, help="Resume from the last checkpoint."),
+) -> None:
+    """Train the text-supervised model (or the image-only baseline); torchrun-compatible."""
+    from lgeclip.train.clip import train_clip
+
+    _print(train_clip(config, cache, out, overrides=set_, resume=resume))
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Option(..., help="Run folder."),
+    cache: Path = typer.Option(..., help="Cache folder."),
+    split: str = typer.Option("test", help="Patient split (train/val/test/all)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <run>/eval_<split>)."),
+) -> None:
+    """Zero-shot (or classifier) evaluation: balanced accuracy, AUROC, per-patient/per-slice CSV."""
+    from lgeclip.eval.evaluate import evaluate_run
+
+    _print(evaluate_run(run, cache, split=split, out=out))
+
+
+@app.command()
+def ablate(
+    cache: Path = typer.Option(..., help="Cache folder."),
+    out: Path = typer.Option(Path("ablation"), help="Output folder."),
+    recipe: str = typer.Option("cpu", help="Base recipe name in configs/train/."),
+    seeds: int = typer.Option(3, help="Seeds per variant."),
+    imagenet_weights: Path | None = typer.Option(None, help="Local ImageNet DenseNet121 weights file."),
+    set_: list[str] | None = Overrides,
+) -> None:
+    """Train + evaluate the paper's ablations over seeds; writes ablation.md / ablation.json (resumable)."""
+    from lgeclip.eval.ablate import ablate as run_ablate
+
+    _print(run_ablate(cache, out, recipe=recipe, seeds=seeds, imagenet_weights=imagenet_weights, overrides=set_))
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    out: Path = typer.Option(Path("bench.json"), help="JSON to write."),
+    run: Path | None = typer.Option(None, help="Run folder (default: random weights)."),
+) -> None:
+    """Inference images/s and peak memory, preprocessing and synthetic-scar time."""
+    if ctx.invoked_subcommand is None:
+        from lgeclip.eval.bench import bench_all
+
+        _print(bench_all(out, run=run))
+
+
+@bench_app.command("synth")
+def bench_synth_cmd(
+    n: int = typer.Option(500, help="Slices per size."),
+    out: Path | None = typer.Option(None, help="JSON to write."),
+) -> None:
+    """Synthetic scar time per slice at 224 and 112 px (median over n slices, one core)."""
+    from lgeclip.synth.bench import bench_synth
+
+    _print(bench_synth(n=n, out=out))
+
+
+@app.command()
+def predict(
+    studies: Path = typer.Argument(..., help="A DICOM study folder, or a folder of many."),
+    run: Path = typer.Option(..., help="Run folder of a trained model."),
+    out: Path = typer.Option(..., help="Output folder."),
+) -> None:
+    """Series selection -> preprocessing -> zero-shot P(LGE) per slice and per patient."""
+    from lgeclip.infer.predict import predict_studies
+
+    _print(predict_studies(studies, run, out))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="Output folder."),
+    quick: bool = typer.Option(False, help="Smoke-size run of the same chain (minutes)."),
+) -> None:
+    """End-to-end: phantom -> ingest -> anatomy -> preprocess -> train -> evaluate -> figures."""
+    from lgeclip.cli.demo import run_demo
+
+    run_demo(out, quick=quick)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

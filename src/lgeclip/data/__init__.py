@@ -1,0 +1,1 @@
+"""lgeclip.data layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""lgeclip.eval layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""lgeclip.infer layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""lgeclip.models layer (see docs/ARCHITECTURE.md)."""

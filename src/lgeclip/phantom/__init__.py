@@ -1,0 +1,1 @@
+"""lgeclip.phantom layer (see docs/ARCHITECTURE.md)."""

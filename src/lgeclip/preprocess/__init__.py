@@ -1,0 +1,1 @@
+"""lgeclip.preprocess layer (see docs/ARCHITECTURE.md)."""

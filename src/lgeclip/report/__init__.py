@@ -1,0 +1,1 @@
+"""lgeclip.report layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""lgeclip.synth layer (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""lgeclip.train layer (see docs/ARCHITECTURE.md)."""
