@@ -1,1 +1,1 @@
-"""lgeclip.data layer (see docs/ARCHITECTURE.md)."""
+"""Datasets that turn cached slices into training items (see docs/ARCHITECTURE.md §8)."""

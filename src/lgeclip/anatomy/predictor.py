@@ -1,0 +1,327 @@
+"""Two-pass anatomy inference (LV myocardium / blood pool + RV insertion points) on a slice's native grid.
+
+Pass 1: the whole percentile-normalised image, padded to a square field and resampled to ``view.size`` pixels,
+goes through the segmentation net; the largest LV component (blood pool + myocardium) gives a coarse centre.
+Pass 2: a ``view.pixel_mm`` mm/pixel, ``view.size`` x ``view.size`` crop around that centre goes through both
+nets. Class probabilities map back to the native grid bilinearly (then argmax), points by the crop's affine.
+The same :class:`CropGeometry` builds the training samples (``lgeclip.data.anatomy``), so both sides agree.
+
+The geometry here is numpy/scipy only; torch is imported lazily by the predictor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import ndimage
+
+from lgeclip.anatomy.geometry import lv_center
+from lgeclip.anatomy.types import AnatomyResult
+
+
+# --------------------------------------------------------------------------------------------- configs
+@dataclass
+class ViewCfg:
+    """How a net sees a slice (shared by training and inference; stored in the run's config.yaml)."""
+
+    size: int = 128  # pixels of the pass-1 (whole image) and pass-2 (LV crop) views; divisible by 32
+    pixel_mm: float = 1.0  # pass-2 crop resolution (size * pixel_mm = field of view in mm)
+    percentiles: tuple[float, float] = (1.0, 99.0)  # intensity window mapped to [0, 1] (per native image)
+
+    def __post_init__(self) -> None:
+        if self.size % 32 or self.size <= 0:
+            raise ValueError(f"view.size must be a positive multiple of 32, got {self.size}")
+        if self.pixel_mm <= 0:
+            raise ValueError(f"view.pixel_mm must be > 0, got {self.pixel_mm}")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError(f"view.percentiles must satisfy 0 <= lo < hi <= 100, got {self.percentiles}")
+
+
+@dataclass
+class SegNetCfg:
+    """DenseNet121-UNet (background / blood pool / myocardium)."""
+
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 32)  # /16 /8 /4 /2 (+ optional full-res stage)
+    min_lv_pixels: int = 12  # fewer LV pixels than this in a view -> "no LV found"
+
+    def __post_init__(self) -> None:
+        if len(self.decoder_channels) not in (4, 5) or min(self.decoder_channels) <= 0:
+            raise ValueError(f"net.decoder_channels needs 4 or 5 positive ints, got {self.decoder_channels}")
+
+
+@dataclass
+class LandmarkNetCfg:
+    """ResNet18-UNet heatmaps of the anterior and inferior RV insertion points."""
+
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 32)
+    sigma_px: float = 2.0  # Gaussian target sigma in view pixels
+    loss: Literal["softmax_ce", "mse"] = "softmax_ce"  # spatial-softmax cross-entropy (fast) or heatmap MSE
+    mse_scale: float = 100.0  # MSE multiplier (peaks are 1, most pixels 0)
+
+    def __post_init__(self) -> None:
+        if len(self.decoder_channels) not in (4, 5) or min(self.decoder_channels) <= 0:
+            raise ValueError(f"net.decoder_channels needs 4 or 5 positive ints, got {self.decoder_channels}")
+        if self.sigma_px <= 0:
+            raise ValueError(f"net.sigma_px must be > 0, got {self.sigma_px}")
+
+
+# -------------------------------------------------------------------------------------------- geometry
+def normalise_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 99.0)) -> np.ndarray:
+    """Map the ``percentiles`` window of ``image`` to [0, 1] (clipped), float32."""
+    img = np.asarray(image, dtype=np.float32)
+    finite = img[np.isfinite(img)]
+    if finite.size == 0:
+        return np.zeros_like(img)
+    lo, hi = np.percentile(finite, percentiles)
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Affine from view pixels to native pixels: ``native = matrix @ view + offset`` ((row, col) both)."""
+
+    matrix: np.ndarray  # (2, 2)
+    offset: np.ndarray  # (2,)
+    size: int
+    native_per_view: tuple[float, float] = field(default=(1.0, 1.0))  # native pixels per view pixel (row, col)
+
+    def to_native(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return p @ self.matrix.T + self.offset
+
+    def to_view(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)
+        return (p - self.offset) @ np.linalg.inv(self.matrix).T
+
+    def sample(self, image: np.ndarray, order: int = 1, cval: float = 0.0, antialias: bool = True) -> np.ndarray:
+        """Resample a native (H, W) array into the (size, size) view (Gaussian prefilter when shrinking)."""
+        img = np.asarray(image, dtype=np.float32)
+        if antialias and order > 0:
+            sig = [max(0.0, (f - 1.0) / 2.0) for f in self.native_per_view]
+            if max(sig) > 0.1:
+                img = ndimage.gaussian_filter(img, sig, mode="nearest")
+        return ndimage.affine_transform(img, self.matrix, self.offset, output_shape=(self.size, self.size),
+                                        order=order, mode="constant", cval=cval, prefilter=False)
+
+    def sample_labels(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
+        """Resample an integer label map: one-hot channels bilinearly, then argmax -> uint8 (size, size)."""
+        lab = np.asarray(labels)
+        probs = [self.sample((lab == c).astype(np.float32), order=1, cval=float(c == 0), antialias=False)
+                 for c in range(n_classes)]
+        return np.argmax(np.stack(probs), axis=0).astype(np.uint8)
+
+    def to_native_maps(self, maps: np.ndarray, shape: tuple[int, int], cvals: Sequence[float]) -> np.ndarray:
+        """Resample view maps (C, size, size) onto the native grid (C, H, W) bilinearly (``cvals`` outside)."""
+        inv = np.linalg.inv(self.matrix)
+        off = -inv @ self.offset
+        return np.stack([ndimage.affine_transform(np.asarray(m, np.float32), inv, off, output_shape=tuple(shape),
+                                                  order=1, mode="constant", cval=float(cv), prefilter=False)
+                         for m, cv in zip(maps, cvals, strict=True)])
+
+
+def crop_geometry(center: Sequence[float], spacing_mm: Sequence[float], size: int = 128, pixel_mm: float = 1.0,
+                  angle_deg: float = 0.0, flip_lr: bool = False, flip_ud: bool = False) -> CropGeometry:
+    """A ``size`` x ``size`` view of ``pixel_mm`` mm pixels centred on native ``center`` (row, col).
+
+    The view is rotated by ``angle_deg`` (counter-clockwise as displayed) and optionally mirrored; its centre
+    pixel ((size - 1) / 2, (size - 1) / 2) sits on ``center``."""
+    sr, sc = float(spacing_mm[0]), float(spacing_mm[1])
+    t = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # (row, col) frame, row axis down
+    flip = np.diag([-1.0 if flip_ud else 1.0, -1.0 if flip_lr else 1.0])
+    mat = np.diag([pixel_mm / sr, pixel_mm / sc]) @ rot @ flip
+    half = (size - 1) / 2.0
+    off = np.asarray(center, dtype=np.float64) - mat @ np.array([half, half])
+    return CropGeometry(mat, off, size, (pixel_mm / sr, pixel_mm / sc))
+
+
+def whole_image_geometry(shape: Sequence[int], spacing_mm: Sequence[float], size: int = 128, zoom: float = 1.0,
+                         shift: Sequence[float] = (0.0, 0.0), angle_deg: float = 0.0, flip_lr: bool = False,
+                         flip_ud: bool = False) -> CropGeometry:
+    """Pass-1 view: the whole image field (padded to a square in mm) in ``size`` pixels.
+
+    ``zoom`` > 1 magnifies, ``shift`` moves the field centre by that fraction of the field (augmentation)."""
+    h, w = int(shape[0]), int(shape[1])
+    sr, sc = float(spacing_mm[0]), float(spacing_mm[1])
+    field_mm = max(h * sr, w * sc)
+    pixel_mm = field_mm / size / zoom
+    center = ((h - 1) / 2.0 + shift[0] * field_mm / sr, (w - 1) / 2.0 + shift[1] * field_mm / sc)
+    return crop_geometry(center, (sr, sc), size, pixel_mm, angle_deg, flip_lr, flip_ud)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a boolean mask (empty stays empty)."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+    return lab == (1 + int(np.argmax(sizes)))
+
+
+def lv_from_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(myocardium, blood_pool) bool masks of the largest LV component of a label map (1 blood, 2 myo)."""
+    lv = largest_component(labels > 0)
+    return (labels == 2) & lv, (labels == 1) & lv
+
+
+# ------------------------------------------------------------------------------------------- predictor
+class NoLVError(ValueError):
+    """The segmentation net found no LV in a slice (the message names the slice and the pass)."""
+
+
+def _read_run(run: Path) -> tuple[dict, Path]:
+    import yaml
+
+    run = Path(run)
+    cfg_path, weights = run / "config.yaml", run / "model.safetensors"
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"anatomy run {run}: missing {p.name} (is this a finished training run?)")
+    raw = yaml.safe_load(cfg_path.read_text()) or {}
+    raw = raw.get("task", raw)  # the training loop nests the task's config under "task"
+    for key in ("net", "view"):
+        if key not in raw:
+            raise ValueError(f"anatomy run {run}: config.yaml has no {key!r} section")
+    return raw, weights
+
+
+class AnatomyPredictor:
+    """Segmentation + RVIP nets applied in two passes; results on the native grid (see module docstring)."""
+
+    def __init__(self, seg_net: Any, landmark_net: Any, seg_net_cfg: SegNetCfg, seg_view: ViewCfg,
+                 landmark_cfg: LandmarkNetCfg, landmark_view: ViewCfg, device: str | None = None,
+                 batch_size: int = 32, recenter_mm: float = 10.0) -> None:
+        import torch
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.seg_net = seg_net.to(self.device).eval()
+        self.landmark_net = landmark_net.to(self.device).eval()
+        self.seg_cfg, self.seg_view = seg_net_cfg, seg_view
+        self.lm_cfg, self.lm_view = landmark_cfg, landmark_view
+        self.batch_size = batch_size
+        self.recenter_mm = recenter_mm  # redo pass 2 once when its LV centre moved further than this
+
+    @classmethod
+    def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None) -> AnatomyPredictor:
+        """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``)."""
+        from lgeclip.anatomy.nets import build_landmark_net, build_seg_net
+        from lgeclip.config import from_dict
+        from lgeclip.utils import load_tensors
+
+        raw_s, w_s = _read_run(seg_run)
+        raw_l, w_l = _read_run(landmarks_run)
+        seg_cfg, seg_view = from_dict(SegNetCfg, raw_s["net"], "net"), from_dict(ViewCfg, raw_s["view"], "view")
+        lm_cfg, lm_view = from_dict(LandmarkNetCfg, raw_l["net"], "net"), from_dict(ViewCfg, raw_l["view"], "view")
+        seg = build_seg_net(seg_cfg.decoder_channels)
+        seg.load_state_dict(load_tensors(w_s), strict=True)
+        lm = build_landmark_net(lm_cfg.decoder_channels)
+        lm.load_state_dict(load_tensors(w_l), strict=True)
+        return cls(seg, lm, seg_cfg, seg_view, lm_cfg, lm_view, device=device)
+
+    # -- nets on stacks of views
+    def _run(self, net: Any, views: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(views), self.batch_size):
+                x = torch.from_numpy(np.stack(views[i:i + self.batch_size])[:, None]).to(self.device)
+                outs.append(net(x).float().cpu().numpy())  # (b, C, S, S)
+        return np.concatenate(outs) if outs else np.zeros((0,))
+
+    def _seg_probs(self, views: list[np.ndarray]) -> np.ndarray:
+        logits = self._run(self.seg_net, views)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)  # (N, 3, S, S)
+
+    def _decode(self, logits: np.ndarray) -> np.ndarray:
+        import torch
+
+        from lgeclip.anatomy.nets import decode_heatmaps
+
+        t = torch.from_numpy(logits)
+        if self.lm_cfg.loss == "softmax_ce":
+            return decode_heatmaps(t, log_input=True).numpy()
+        return decode_heatmaps(t.clamp_min(1e-6)).numpy()  # (N, K, 2)
+
+    def predict(self, image: np.ndarray, spacing_mm: Sequence[float] | float) -> AnatomyResult:
+        """Anatomy of one (H, W) slice with pixel spacing ``spacing_mm`` (row, col) in mm, on its native grid."""
+        return self.predict_batch([(image, spacing_mm)])[0]
+
+    def predict_batch(self, items: Sequence[tuple[np.ndarray, Sequence[float] | float]],
+                      names: Sequence[str] | None = None, errors: Literal["raise", "none"] = "raise",
+                      ) -> list[AnatomyResult | None]:
+        """Anatomy of many slices (both passes batched).
+
+        A slice where the segmentation net finds no LV raises ValueError naming it, or (``errors="none"``)
+        gives None in its place."""
+        names = list(names) if names is not None else [f"slice {i}" for i in range(len(items))]
+        if errors == "none":
+            return self._predict_tolerant(items, names)
+        imgs, spacings = [], []
+        for (image, sp), name in zip(items, names, strict=True):
+            img = np.asarray(image, dtype=np.float32)
+            if img.ndim != 2:
+                raise ValueError(f"{name}: expected a 2-D image, got shape {img.shape}")
+            sp = (float(sp), float(sp)) if np.isscalar(sp) else (float(sp[0]), float(sp[1]))
+            imgs.append(img)
+            spacings.append(sp)
+        sv = self.seg_view
+        normed = [normalise_intensity(im, sv.percentiles) for im in imgs]
+        # pass 1: whole image -> coarse LV centre
+        g1 = [whole_image_geometry(im.shape, sp, sv.size) for im, sp in zip(imgs, spacings, strict=True)]
+        p1 = self._seg_probs([g.sample(n) for g, n in zip(g1, normed, strict=True)])
+        centers = []
+        for g, pr, name in zip(g1, p1, names, strict=True):
+            myo, blood = lv_from_labels(np.argmax(pr, axis=0))
+            if myo.sum() + blood.sum() < self.seg_cfg.min_lv_pixels:
+                raise NoLVError(f"{name}: no LV found by the segmentation net in the whole-image pass (pass 1)")
+            centers.append(g.to_native(np.array(lv_center(myo, blood))))
+        # pass 2: LV crop (recentred once if the fine centre moved far)
+        seg_out = self._pass2(normed, spacings, centers, names)
+        for i, (_, _, c_new) in enumerate(seg_out):
+            shift_mm = np.hypot(*((c_new - centers[i]) * np.asarray(spacings[i])))
+            if shift_mm > self.recenter_mm:
+                centers[i] = c_new
+                seg_out[i] = self._pass2([normed[i]], [spacings[i]], [c_new], [names[i]])[0]
+        # landmarks on a crop around the final centre
+        lv = self.lm_view
+        lm_normed = normed if tuple(lv.percentiles) == tuple(sv.percentiles) else \
+            [normalise_intensity(im, lv.percentiles) for im in imgs]
+        g3 = [crop_geometry(c, sp, lv.size, lv.pixel_mm) for (_, _, c), sp in zip(seg_out, spacings, strict=True)]
+        pts = self._decode(self._run(self.landmark_net, [g.sample(n) for g, n in zip(g3, lm_normed, strict=True)]))
+        results = []
+        for (myo, blood, c), g, p in zip(seg_out, g3, pts, strict=True):
+            nat = g.to_native(p)
+            results.append(AnatomyResult(myo.astype(np.uint8), blood.astype(np.uint8), tuple(nat[0]), tuple(nat[1]),
+                                         lv_center=tuple(c)))
+        return results
+
+    def _predict_tolerant(self, items: Sequence, names: list[str]) -> list[AnatomyResult | None]:
+        try:
+            return self.predict_batch(items, names)
+        except NoLVError:
+            if len(items) == 1:
+                return [None]
+        half = len(items) // 2
+        return self._predict_tolerant(items[:half], names[:half]) + self._predict_tolerant(items[half:], names[half:])
+
+    def _pass2(self, normed: list[np.ndarray], spacings: list, centers: list, names: list) -> list[tuple]:
+        sv = self.seg_view
+        geoms = [crop_geometry(c, sp, sv.size, sv.pixel_mm) for c, sp in zip(centers, spacings, strict=True)]
+        probs = self._seg_probs([g.sample(n) for g, n in zip(geoms, normed, strict=True)])
+        out = []
+        for g, pr, n, name in zip(geoms, probs, normed, names, strict=True):
+            nat = g.to_native_maps(pr, n.shape, cvals=(1.0, 0.0, 0.0))
+            myo, blood = lv_from_labels(np.argmax(nat, axis=0))
+            if myo.sum() + blood.sum() < self.seg_cfg.min_lv_pixels:
+                raise NoLVError(f"{name}: no LV found by the segmentation net in the LV-crop pass (pass 2)")
+            out.append((myo, blood, np.asarray(lv_center(myo, blood))))
+        return out

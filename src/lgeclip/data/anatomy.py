@@ -1,0 +1,279 @@
+"""Training samples for the anatomy nets, read from cohort folders (manifest + slice npz with truth).
+
+Samples mirror the two-pass inference of ``lgeclip.anatomy.predictor``: LV crops of ``view.pixel_mm`` mm pixels
+around the truth LV centre (jittered, rotated, flipped, intensity-augmented) and, for the segmentation net,
+some whole-image views (pass 1). Flips move the RV insertion points but never swap their names: the anterior
+RVIP stays channel 0. Each item draws its randomness from ``np.random.default_rng([seed, epoch, index])``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lgeclip.anatomy.geometry import lv_center
+from lgeclip.anatomy.predictor import CropGeometry, ViewCfg, crop_geometry, normalise_intensity, whole_image_geometry
+from lgeclip.io.cohort import load_slice, read_manifest, split_patients
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class AnatomyAugCfg:
+    """Random view and intensity augmentation of training samples (validation samples are not augmented)."""
+
+    jitter_mm: float = 10.0  # crop centre offset from the truth LV centre, uniform in a disc of this radius
+    rotate_deg: float = 180.0  # rotation uniform in [-rotate_deg, rotate_deg]
+    flip_lr_prob: float = 0.5  # mirror left-right
+    flip_ud_prob: float = 0.0  # mirror up-down
+    zoom: tuple[float, float] = (0.85, 1.15)  # pixel size multiplier range (anatomy size variation)
+    whole_image_prob: float = 0.25  # fraction of whole-image (pass-1) views; segmentation only
+    whole_shift: float = 0.08  # pass-1 views: field centre shift, fraction of the field
+    gamma: tuple[float, float] = (0.7, 1.5)  # intensity gamma range
+    contrast: tuple[float, float] = (0.8, 1.2)  # intensity scale range
+    brightness: float = 0.1  # additive offset, uniform in [-b, b]
+    noise_std: float = 0.04  # additive Gaussian noise std drawn uniform in [0, noise_std]
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("zoom", "gamma", "contrast"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"aug.{name} must be an ordered positive range, got {(lo, hi)}")
+        for name in ("flip_lr_prob", "flip_ud_prob", "whole_image_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"aug.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.jitter_mm < 0 or self.rotate_deg < 0 or self.noise_std < 0 or self.brightness < 0:
+            raise ValueError("aug.jitter_mm, rotate_deg, noise_std and brightness must be >= 0")
+
+
+@dataclass
+class AnatomyDataCfg:
+    """Which slices are used and how the patients are split."""
+
+    split_seed: int = 0  # patient split seed (lgeclip.io.cohort.split_patients, per cohort)
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+    val_split: str = "val"
+    repeats: int = 4  # samples drawn per training slice per epoch
+    max_val_slices: int = 256  # cap on validation slices (evenly spaced)
+
+    def __post_init__(self) -> None:
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ValueError(f"data.split_fractions must be 3 numbers summing to 1, got {self.split_fractions}")
+        bad = [s for s in [*self.train_splits, self.val_split] if s not in SPLITS]
+        if bad:
+            raise ValueError(f"data: unknown split name(s) {bad}; known {SPLITS}")
+        if self.repeats < 1:
+            raise ValueError(f"data.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass
+class AnatomySlice:
+    """One slice with truth, in memory. ``labels``: uint8 (H, W) 0 background / 1 blood pool / 2 myocardium."""
+
+    slice_id: str
+    patient_key: str
+    cohort: str
+    split: str
+    image: np.ndarray  # (H, W) float32 in [0, 1] (percentile-normalised)
+    spacing: tuple[float, float]
+    labels: np.ndarray
+    center: tuple[float, float]  # truth LV centre (row, col)
+    rvip: np.ndarray  # (2, 2) float32, NaN if unknown
+
+
+def cohort_splits(cohort: Path, seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
+    """patient_key -> split for one cohort (the same call the training and the evaluation make)."""
+    keys = sorted({r.patient_key for r in read_manifest(cohort)})
+    return split_patients(keys, seed=seed, fractions=tuple(fractions))
+
+
+def load_anatomy_slices(cohorts: list[Path], need_rvip: bool, cfg: AnatomyDataCfg, view: ViewCfg,
+                        splits: tuple[str, ...] = SPLITS) -> tuple[list[AnatomySlice], dict]:
+    """Slices with myocardium + blood-pool truth (and RVIP truth when ``need_rvip``) of ``splits``.
+
+    Returns (slices, stats): per cohort the counts used / skipped for each reason, and the patient split."""
+    out: list[AnatomySlice] = []
+    stats: dict = {"cohorts": {}, "n_slices": 0}
+    for cohort in cohorts:
+        cohort = Path(cohort)
+        split = cohort_splits(cohort, cfg.split_seed, cfg.split_fractions)
+        c = {"used": 0, "no_masks": 0, "empty_lv": 0, "no_rvip": 0, "other_split": 0,
+             "patients": {s: sorted(k for k, v in split.items() if v == s) for s in SPLITS}}
+        for rec in read_manifest(cohort):
+            s = split[rec.patient_key]
+            if s not in splits:
+                c["other_split"] += 1
+                continue
+            if not rec.has_masks:
+                c["no_masks"] += 1
+                continue
+            arr = load_slice(cohort / rec.image_path)
+            if "myocardium" not in arr or "blood_pool" not in arr:
+                c["no_masks"] += 1
+                continue
+            myo, blood = arr["myocardium"] > 0, arr["blood_pool"] > 0
+            if not myo.any():
+                c["empty_lv"] += 1
+                continue
+            rvip = np.asarray(arr.get("rvip", np.full((2, 2), np.nan)), np.float32).reshape(2, 2)
+            if need_rvip and not np.all(np.isfinite(rvip)):
+                c["no_rvip"] += 1
+                continue
+            labels = np.zeros(myo.shape, np.uint8)
+            labels[blood] = 1
+            labels[myo] = 2
+            sp = np.asarray(arr["spacing_mm"], float).reshape(-1)
+            spacing = (float(sp[0]), float(sp[-1]))
+            out.append(AnatomySlice(rec.slice_id, rec.patient_key, str(cohort), s,
+                                    normalise_intensity(arr["image"], view.percentiles), spacing, labels,
+                                    lv_center(myo, blood), rvip))
+            c["used"] += 1
+        stats["cohorts"][str(cohort)] = c
+    stats["n_slices"] = len(out)
+    return out, stats
+
+
+def _augment_intensity(img: np.ndarray, aug: AnatomyAugCfg, rng: np.random.Generator) -> np.ndarray:
+    img = np.clip(img, 0.0, 1.0) ** rng.uniform(*aug.gamma)
+    img = img * rng.uniform(*aug.contrast) + rng.uniform(-aug.brightness, aug.brightness)
+    img = img + rng.normal(0.0, rng.uniform(0.0, aug.noise_std), img.shape)
+    return img.astype(np.float32)
+
+
+class _AnatomyDataset(Dataset):
+    def __init__(self, slices: list[AnatomySlice], view: ViewCfg, aug: AnatomyAugCfg, train: bool, seed: int = 0,
+                 repeats: int = 1) -> None:
+        if not slices:
+            raise ValueError("anatomy dataset: no usable slices (need cohorts with truth masks / RVIPs)")
+        self.slices, self.view, self.aug, self.train = slices, view, aug, train
+        self.seed, self.epoch, self.repeats = seed, 0, repeats if train else 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.slices) * self.repeats
+
+    def _geometry(self, s: AnatomySlice, rng: np.random.Generator, whole: bool) -> CropGeometry:
+        v, a = self.view, self.aug
+        if not self.train or not a.enabled:
+            if whole:
+                return whole_image_geometry(s.image.shape, s.spacing, v.size)
+            return crop_geometry(s.center, s.spacing, v.size, v.pixel_mm)
+        angle = rng.uniform(-a.rotate_deg, a.rotate_deg)
+        flr, fud = rng.random() < a.flip_lr_prob, rng.random() < a.flip_ud_prob
+        zoom = np.exp(rng.uniform(np.log(a.zoom[0]), np.log(a.zoom[1])))
+        if whole:
+            shift = rng.uniform(-a.whole_shift, a.whole_shift, 2)
+            return whole_image_geometry(s.image.shape, s.spacing, v.size, 1.0 / zoom, shift, angle, flr, fud)
+        r, t = a.jitter_mm * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+        center = (s.center[0] + r * np.cos(t) / s.spacing[0], s.center[1] + r * np.sin(t) / s.spacing[1])
+        return crop_geometry(center, s.spacing, v.size, v.pixel_mm * zoom, angle, flr, fud)
+
+    def _image(self, s: AnatomySlice, g: CropGeometry, rng: np.random.Generator) -> np.ndarray:
+        img = g.sample(s.image)
+        if self.train and self.aug.enabled:
+            img = _augment_intensity(img, self.aug, rng)
+        return img
+
+
+class SegmentationDataset(_AnatomyDataset):
+    """Items ``{"image": (1, S, S) float32, "label": (1, S, S) int64, "whole": bool}`` (0 bg, 1 blood, 2 myo).
+
+    Validation items are the unaugmented LV crops at the truth centre."""
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.slices[index % len(self.slices)]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        whole = self.train and self.aug.enabled and rng.random() < self.aug.whole_image_prob
+        g = self._geometry(s, rng, whole)
+        img = self._image(s, g, rng)
+        lab = g.sample_labels(s.labels, 3)
+        return {"image": torch.from_numpy(img[None]), "label": torch.from_numpy(lab[None].astype(np.int64)),
+                "whole": bool(whole)}
+
+
+class LandmarkDataset(_AnatomyDataset):
+    """Items ``{"image": (1, S, S), "points": (2, 2) view (row, col) of [anterior, inferior], "valid": (2,)}``.
+
+    ``valid`` is 1 where the point lies inside the view. Heatmap targets are built on the batch by the task."""
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.slices[index % len(self.slices)]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        g = self._geometry(s, rng, whole=False)
+        img = self._image(s, g, rng)
+        pts = g.to_view(s.rvip).astype(np.float32)  # names kept under flips: row 0 stays anterior
+        valid = np.all((pts >= 0) & (pts <= self.view.size - 1), axis=1) & np.all(np.isfinite(pts), axis=1)
+        pts = np.nan_to_num(pts, nan=-1.0)
+        return {"image": torch.from_numpy(img[None]), "points": torch.from_numpy(pts),
+                "valid": torch.from_numpy(valid.astype(np.float32))}
+
+
+def spaced_subset(items: list, n: int) -> list:
+    """At most ``n`` items, evenly spaced (deterministic)."""
+    if len(items) <= n:
+        return list(items)
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in idx]
+
+
+def ring_slice(rng: np.random.Generator, shape: tuple[int, int] | None = None,
+               spacing: float | None = None) -> dict[str, np.ndarray]:
+    """A synthetic short-axis-like slice: bright LV blood disc, dark myocardial ring, bright RV crescent on the
+    (rotated) left, RVIPs where the RV meets the epicardium (anterior = upper). Arrays as in a cohort npz."""
+    h, w = shape or (int(rng.integers(112, 161)), int(rng.integers(112, 161)))
+    sp = float(spacing or rng.uniform(1.8, 2.4))
+    c = np.array([h / 2 + rng.uniform(-0.1, 0.1) * h, w / 2 + rng.uniform(-0.1, 0.1) * w])
+    r_endo, t = rng.uniform(17, 25) / sp, rng.uniform(7, 11) / sp
+    r_epi = r_endo + t
+    theta = np.deg2rad(rng.normal(0, 15))
+    u = np.array([np.sin(theta), -np.cos(theta)])  # LV -> RV direction (row, col): the left, rotated
+    r_rv, d_rv = r_epi * rng.uniform(0.9, 1.2), r_epi * rng.uniform(1.15, 1.45)
+    c_rv = c + d_rv * u
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dist = np.hypot(yy - c[0], xx - c[1])
+    blood = dist <= r_endo
+    myo = (dist > r_endo) & (dist <= r_epi)
+    rv = (np.hypot(yy - c_rv[0], xx - c_rv[1]) <= r_rv) & (dist > r_epi + 1.5)
+    # circle-circle intersection of the epicardium and the RV circle
+    a = (r_epi**2 - r_rv**2 + d_rv**2) / (2 * d_rv)
+    hh = np.sqrt(max(r_epi**2 - a**2, 0.0))
+    base, perp = c + a * u, np.array([-u[1], u[0]])
+    p1, p2 = base + hh * perp, base - hh * perp
+    ant, inf = (p1, p2) if p1[0] < p2[0] else (p2, p1)
+    img = np.full((h, w), 0.35, np.float32)
+    img[rv], img[blood], img[myo] = 0.75, 0.9, 0.08
+    img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return {"image": img * 1000.0, "spacing_mm": np.array([sp, sp], np.float32),
+            "myocardium": myo.astype(np.uint8), "blood_pool": blood.astype(np.uint8), "rv": rv.astype(np.uint8),
+            "rvip": np.array([ant, inf], np.float32)}
+
+
+def write_ring_cohort(out: Path, n_patients: int = 6, slices_per_patient: int = 2, seed: int = 0,
+                      with_rvip: bool = True) -> Path:
+    """A tiny cohort of :func:`ring_slice` slices (manifest + npz) for tests and smoke runs; returns ``out``."""
+    from lgeclip.io.cohort import LEVELS, SliceRecord, save_slice, write_manifest
+
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    records = []
+    for p in range(n_patients):
+        key = f"pt-ring{seed:03d}{p:04d}"
+        for i in range(slices_per_patient):
+            arr = ring_slice(rng)
+            if not with_rvip:
+                arr["rvip"] = np.full((2, 2), np.nan, np.float32)
+            rel = f"slices/{key}/{i}.npz"
+            image, sp = arr.pop("image"), (float(arr["spacing_mm"][0]), float(arr.pop("spacing_mm")[1]))
+            save_slice(out / rel, image, sp, **arr)
+            records.append(SliceRecord(key, LEVELS[i % 3], i, slices_per_patient, rel, sp, source="ring",
+                                       has_masks=True))
+    write_manifest(out, records)
+    return out

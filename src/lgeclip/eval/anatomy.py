@@ -1,0 +1,160 @@
+"""Evaluation of the anatomy nets against cohort truth: myocardium Dice on the native grid, RVIP error in mm.
+
+``evaluate_anatomy`` predicts every held-out slice of a cohort (the patient split of the segmentation run:
+same function, seed and fractions as training) and writes ``anatomy_eval.json``, ``per_slice.csv`` and a
+picture grid ``anatomy_grid.png`` (image, predicted myocardium contour and RVIPs vs truth). Cohorts without RVIP
+truth (EMIDEC) get Dice only; their grid still shows the predicted RVIPs for a human to judge.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from lgeclip.anatomy.predictor import AnatomyPredictor
+from lgeclip.data.anatomy import SPLITS, cohort_splits
+from lgeclip.io.cohort import load_slice, read_manifest
+from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks (1.0 when both are empty)."""
+    p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
+    denom = p.sum() + t.sum()
+    return 1.0 if denom == 0 else float(2.0 * (p & t).sum() / denom)
+
+
+def _stats(values: list[float]) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if v.size == 0:
+        return {"n": 0, "median": None, "p90": None, "mean": None}
+    return {"n": int(v.size), "median": float(np.median(v)), "p90": float(np.percentile(v, 90)),
+            "mean": float(v.mean())}
+
+
+def _split_settings(seg_run: Path) -> tuple[int, tuple[float, float, float]]:
+    raw = yaml.safe_load((Path(seg_run) / "config.yaml").read_text()) or {}
+    data = raw.get("task", raw).get("data", {})
+    return int(data.get("split_seed", 0)), tuple(data.get("split_fractions", (0.7, 0.1, 0.2)))
+
+
+def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path | None = None, split: str = "test",
+                     device: str | None = None, batch: int = 16, grid_n: int = 16,
+                     predictor: AnatomyPredictor | None = None) -> dict:
+    """Myocardium Dice (per slice, per patient, mean) and RVIP error (mm; anterior, inferior, pooled) of the two
+    nets on ``split`` ("train" / "val" / "test" / "all") of ``cohort``; writes JSON, CSV and a PNG grid."""
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
+    cohort = Path(cohort)
+    out = Path(out) if out is not None else cohort / "anatomy_eval"
+    log = get_logger()
+    pred = predictor or AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device)
+    seed, fractions = _split_settings(seg_run)
+    which = cohort_splits(cohort, seed, fractions)
+    records = [r for r in read_manifest(cohort) if split == "all" or which[r.patient_key] == split]
+    n_no_masks = sum(not r.has_masks for r in records)
+    records = [r for r in records if r.has_masks]
+    if not records:
+        raise ValueError(f"{cohort}: no slice with truth masks in split {split!r} (seed {seed})")
+    rows, shown = [], []
+    grid_ids = {records[i].slice_id for i in np.linspace(0, len(records) - 1, min(grid_n, len(records))).astype(int)}
+    for i in range(0, len(records), batch):
+        chunk = records[i:i + batch]
+        arrays = [load_slice(cohort / r.image_path) for r in chunk]
+        results = pred.predict_batch([(a["image"], a["spacing_mm"]) for a in arrays], [r.slice_id for r in chunk],
+                                     errors="none")
+        for r, a, res in zip(chunk, arrays, results, strict=True):
+            sp = np.asarray(a["spacing_mm"], float).reshape(-1)
+            sp = np.array([sp[0], sp[-1]])
+            row = {"slice_id": r.slice_id, "patient_key": r.patient_key, "level": r.level, "failed": res is None,
+                   "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan}
+            truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
+            if res is not None:
+                row["dice_myo"] = dice(res.myocardium, a["myocardium"])
+                row["dice_blood"] = dice(res.blood_pool, a.get("blood_pool", np.zeros_like(res.blood_pool)))
+                for k, name in enumerate(("err_ant_mm", "err_inf_mm")):
+                    if np.all(np.isfinite(truth[k])):
+                        row[name] = float(np.hypot(*((res.rvip[k] - truth[k]) * sp)))
+            rows.append(row)
+            if r.slice_id in grid_ids:
+                shown.append((r.slice_id, a, res, row))
+    patients: dict[str, list[float]] = {}
+    for row in rows:
+        patients.setdefault(row["patient_key"], []).append(row["dice_myo"])
+    per_patient = {k: float(np.mean(v)) for k, v in sorted(patients.items())}
+    ant, inf = [r["err_ant_mm"] for r in rows], [r["err_inf_mm"] for r in rows]
+    summary = {
+        "cohort": str(cohort), "split": split, "split_seed": seed, "n_slices": len(rows), "n_patients": len(patients),
+        "n_failed": sum(r["failed"] for r in rows), "n_without_masks": n_no_masks,
+        "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),
+        "dice_myo_patient_mean": float(np.mean(list(per_patient.values()))),
+        "dice_blood_mean": float(np.mean([r["dice_blood"] for r in rows])),
+        "rvip_mm": {"anterior": _stats(ant), "inferior": _stats(inf), "pooled": _stats(ant + inf)},
+        "dice_myo_per_patient": per_patient,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "anatomy_eval.json", summary)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "per_slice.csv", buf.getvalue())
+    _grid(shown, out / "anatomy_grid.png")
+    summary["out"] = str(out)
+    log.info(f"anatomy eval {cohort} [{split}]: Dice myo {summary['dice_myo_mean']:.3f} over {len(rows)} slices, "
+             f"RVIP pooled median {summary['rvip_mm']['pooled']['median']} mm, {summary['n_failed']} failed")
+    return summary
+
+
+def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:
+    """Picture grid: image around the LV, predicted myocardium contour (red) + RVIPs (red A/I) vs truth (green)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(shown))
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (sid, a, res, row) in zip(axes.ravel(), shown, strict=False):
+        img = np.asarray(a["image"], float)
+        lo, hi = np.percentile(img, (1, 99))
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        if a.get("myocardium") is not None and a["myocardium"].any():
+            ax.contour(a["myocardium"], levels=[0.5], colors="lime", linewidths=0.8)
+        truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
+        for k, lab in enumerate("AI"):
+            if np.all(np.isfinite(truth[k])):
+                ax.plot(truth[k, 1], truth[k, 0], "o", mfc="none", mec="lime", ms=7)
+        if res is not None:
+            if res.myocardium.any():
+                ax.contour(res.myocardium, levels=[0.5], colors="red", linewidths=0.8)
+            for k, lab in enumerate("AI"):
+                r, c = res.rvip[k]
+                ax.plot(c, r, "x", color="red", ms=6)
+                ax.text(c + 2, r - 2, lab, color="yellow", fontsize=8)
+            sp = np.asarray(a["spacing_mm"], float).reshape(-1)
+            cr, cc = res.lv_center
+            ax.set_xlim(cc - half_mm / sp[-1], cc + half_mm / sp[-1])
+            ax.set_ylim(cr + half_mm / sp[0], cr - half_mm / sp[0])
+            title = f"Dice {row['dice_myo']:.2f}"
+            if np.isfinite(row["err_ant_mm"]):
+                title += f"  A {row['err_ant_mm']:.1f} / I {row['err_inf_mm']:.1f} mm"
+        else:
+            title = "no LV found"
+        ax.set_title(f"{sid[-14:]}\n{title}", fontsize=7)
+    fig.suptitle("red: predicted myocardium / RVIPs (A anterior, I inferior); green: truth", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    from lgeclip.utils import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,238 @@
+"""DICOM studies + free-text reports -> cohort folder (manifest, slice arrays, excluded.csv, cohort.json).
+
+Bad input never aborts a run: unreadable files, studies without an LGE series / PixelSpacing / report / LGE
+sentence land in ``excluded.csv`` with their reason. The ``study`` column there is the patient key (or a hash of
+the StudyInstanceUID / file path): no name, ID or birth date reaches any output file or log line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lgeclip.io.cohort import SliceRecord, patient_key, save_slice, write_excluded, write_manifest
+from lgeclip.io.dicom import (
+    DEFAULT_RULES_PATH,
+    SeriesInfo,
+    choose_levels,
+    group_studies,
+    load_rules,
+    order_slices,
+    read_pixels,
+    scan_tree,
+    select_lge_series,
+)
+from lgeclip.utils import atomic_write_json, get_logger, stable_hash
+
+TRUTH_MASKS = ("myocardium", "blood_pool", "rv", "scar", "mvo")
+
+
+def read_reports(path: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """reports.csv (patient_id, accession, report_text) -> {patient_id: [(accession, text), ...]}."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            pid = (row.get("patient_id") or "").strip()
+            if pid:
+                out.setdefault(pid, []).append(((row.get("accession") or "").strip(), row.get("report_text") or ""))
+    return out
+
+
+def phi_tokens(patient_id: str, patient_name: str = "", birth_date: str = "") -> list[str]:
+    """Strings that must never be written: the ID, name parts (>= 2 letters) and birth date variants."""
+    toks = {patient_id.strip()} if patient_id.strip() else set()
+    toks |= {t for t in re.split(r"[\^\s,]+", patient_name) if len(t) >= 2}
+    b = re.sub(r"\D", "", birth_date)
+    if len(b) == 8:
+        y, m, d = b[:4], b[4:6], b[6:]
+        toks |= {b, f"{y}-{m}-{d}", f"{d}/{m}/{y}", f"{m}/{d}/{y}", f"{d}.{m}.{y}", f"{y}/{m}/{d}"}
+    return sorted(toks, key=len, reverse=True)
+
+
+def contains_phi(text: str, tokens: list[str]) -> bool:
+    return any(re.search(rf"(?<![A-Za-z0-9]){re.escape(t)}(?![A-Za-z0-9])", text, re.IGNORECASE) for t in tokens)
+
+
+def scrub(text: str, tokens: list[str]) -> str:
+    """Replace any PHI token in free text (reasons, series descriptions) by ``[x]``."""
+    for t in tokens:
+        text = re.sub(re.escape(t), "[x]", text, flags=re.IGNORECASE)
+    return text
+
+
+def _pick_report(reports: list[tuple[str, str]], accession: str) -> str:
+    for acc, text in reports:
+        if accession and acc == accession:
+            return text
+    return reports[0][1]
+
+
+def _load_truth(truth_dir: Path | None, patient_id: str) -> tuple[dict | None, dict | None]:
+    if truth_dir is None:
+        return None, None
+    d = Path(truth_dir) / patient_id
+    if not (d / "truth.json").exists():
+        return None, None
+    meta = json.loads((d / "truth.json").read_text())
+    arrays = {}
+    if (d / "slices.npz").exists():
+        with np.load(d / "slices.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+def _truth_for(sop: str, meta: dict | None, arrays: dict | None) -> tuple[dict, int | None]:
+    if not meta:
+        return {}, None
+    sl = next((s for s in meta.get("slices", []) if s.get("sop_uid") == sop), None)
+    if sl is None:
+        return {}, None
+    key = sl.get("npz_key", sop)
+    masks = {m: arrays[f"{key}_{m}"].astype(np.uint8) for m in TRUTH_MASKS if f"{key}_{m}" in (arrays or {})}
+    rv = sl.get("rvip_px")
+    masks["rvip"] = np.asarray(rv, np.float32) if rv is not None else np.full((2, 2), np.nan, np.float32)
+    return masks, int(bool(sl.get("has_scar"))) if "has_scar" in sl else None
+
+
+def _ingest_study(series: list[SeriesInfo], reports: dict, out: Path, rules, truth: Path | None, n_levels: int,
+                  report_fns) -> tuple[list[SliceRecord], list[tuple[str, str]], dict]:
+    """One study -> (records, excluded rows, info). Raises nothing for bad input."""
+    extract_lge_sentences, lge_status = report_fns
+    first = series[0]
+    pid = first.patient_id
+    key = patient_key(pid) if pid else "study-" + stable_hash(first.study_uid)
+    toks = phi_tokens(pid, first.patient_name, first.birth_date)
+    info: dict = {"study": key}
+
+    def excl(reason: str) -> tuple[list, list, dict]:
+        info["excluded"] = scrub(reason, toks)
+        return [], [(key, info["excluded"])], info
+
+    if not pid:
+        return excl("no PatientID in DICOM header")
+    chosen, why = select_lge_series(series, rules)
+    info["selection"] = scrub(why, toks)
+    if chosen is None:
+        return excl(why)
+    info["series_uid_hash"] = stable_hash(chosen.series_uid)
+    if pid not in reports:
+        return excl("no report for this patient")
+    text = _pick_report(reports[pid], chosen.accession)
+    sentences = [s for s in extract_lge_sentences(text) if not contains_phi(s, toks)]
+    if not sentences:
+        return excl("report has no LGE sentence (after PHI scrubbing)")
+    label = lge_status(text)
+    ordered, note = order_slices(chosen, rules.position_tol_mm)
+    info["order"] = note
+    images: dict[str, tuple[np.ndarray, tuple[float, float] | None]] = {}
+    rows: list[tuple[str, str]] = []
+    good = []
+    for inst in ordered:  # pixel check on the whole stack: a truncated file drops out, the stack stays ordered
+        try:
+            images[inst.sop_uid] = read_pixels(inst.path)
+            good.append(inst)
+        except Exception as e:
+            rows.append((key, f"slice dropped: unreadable pixel data ({type(e).__name__})"))
+    if len(good) < rules.min_slices:
+        return excl(f"only {len(good)} readable slices in the LGE series")
+    spacings = [images[i.sop_uid][1] for i in good]
+    if any(sp is None for sp in spacings):
+        return excl("missing PixelSpacing in the LGE series")
+    meta, arrays = _load_truth(truth, pid)
+    if truth is not None and meta is None:
+        rows.append((key, "no truth for this patient (ingested without masks)"))
+    records = []
+    for idx, level in choose_levels(len(good), n_levels):
+        inst = good[idx]
+        img, sp = images[inst.sop_uid]
+        masks, scar_truth = _truth_for(inst.sop_uid, meta, arrays)
+        rel = f"slices/{key}/{idx}.npz"
+        save_slice(out / rel, img, sp, **masks)
+        records.append(SliceRecord(
+            patient_key=key, level=level, slice_index=idx, n_slices=len(good), image_path=rel, spacing_mm=sp,
+            sentences=sentences, label=label, source="dicom", has_masks=any(m in masks for m in TRUTH_MASKS),
+            scar_truth=scar_truth))
+    info.update(n_slices=len(good), label=label, levels=[r.level for r in records])
+    return records, [(k, scrub(r, toks)) for k, r in rows], info
+
+
+def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Path, rules=None,
+                 truth: str | Path | None = None, n_levels: int = 3) -> dict:
+    """Ingest a DICOM tree + reports.csv into ``out`` (see module docstring); returns the cohort summary."""
+    from lgeclip.report import extract_lge_sentences, lge_status
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = get_logger("lgeclip.ingest")
+    rules_obj = load_rules(rules)
+    root = Path(dicom_root)
+    series, skipped = scan_tree(root)
+    t_scan = time.perf_counter() - t0
+    excluded = [("file-" + stable_hash(str(Path(p).relative_to(root))), why) for p, why in skipped]
+    reports = read_reports(reports_csv)
+    studies = group_studies(series)
+    records: list[SliceRecord] = []
+    infos: dict[str, dict] = {}
+    seen: set[str] = set()
+    console = Console(stderr=True)
+    with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("studies", total=len(studies))
+        for study_uid, ss in studies.items():
+            try:
+                recs, rows, info = _ingest_study(ss, reports, out, rules_obj, truth and Path(truth), n_levels,
+                                                 (extract_lge_sentences, lge_status))
+            except Exception as e:  # a bug on one odd study must not lose the cohort
+                key = patient_key(ss[0].patient_id) if ss[0].patient_id else "study-" + stable_hash(study_uid)
+                recs, rows, info = [], [(key, f"ingest error ({type(e).__name__})")], {"study": key}
+            if recs and info["study"] in seen:
+                rows.append((info["study"], "second study of this patient (kept the first)"))
+                recs = []
+            if recs:
+                seen.add(info["study"])
+            records += recs
+            excluded += rows
+            infos[info["study"] if info["study"] not in infos else info["study"] + "-" + stable_hash(study_uid)] = info
+            bar.advance(task)
+    write_manifest(out, records)
+    write_excluded(out, excluded)
+    n_ok = len({r.patient_key for r in records})
+    dt = time.perf_counter() - t0
+    summary = {
+        "source": "dicom", "n_studies": len(studies), "n_ingested": n_ok, "n_excluded_studies": len(studies) - n_ok,
+        "n_slices": len(records), "n_skipped_files": len(skipped), "n_excluded_rows": len(excluded),
+        "labels": {k: len({r.patient_key for r in records if r.label == k}) for k in ("positive", "negative",
+                                                                                       "unknown")},
+        "n_with_masks": sum(r.has_masks for r in records),
+        "timings_s": {"scan": round(t_scan, 3), "total": round(dt, 3),
+                      "per_study": round(dt / max(len(studies), 1), 4)},
+        "settings": {"n_levels": n_levels, "rules": str(rules) if rules else f"defaults ({DEFAULT_RULES_PATH.name})",
+                     "truth": truth is not None},
+        "studies": infos,
+    }
+    atomic_write_json(out / "cohort.json", summary)
+    _print_summary(console, summary)
+    log.info("ingest: %d/%d studies -> %d slices, %d excluded rows, %.1f s", n_ok, len(studies), len(records),
+             len(excluded), dt)
+    return {k: v for k, v in summary.items() if k != "studies"}
+
+
+def _print_summary(console: Console, s: dict) -> None:
+    t = Table(title="ingest summary")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    for k in ("n_studies", "n_ingested", "n_excluded_studies", "n_slices", "n_skipped_files", "n_with_masks"):
+        t.add_row(k, str(s[k]))
+    for k, v in s.get("labels", {}).items():
+        t.add_row(f"label {k}", str(v))
+    t.add_row("seconds / study", f"{s['timings_s']['per_study']:.3f}")
+    console.print(t)

@@ -1,0 +1,116 @@
+"""Losses (tensors in, named terms out): multi-positive CLIP loss, caption loss, CoCa sum, classifier BCE.
+
+Multi-positive CLIP loss. With L2-normalised image features I (B, p), text features T (B, p), temperature
+scale s and caption ids c (B,), the logits are ``Z = s * I @ T.T`` and the target distribution is
+
+    Y[i, j] = [c_i == c_j] / n_i,    n_i = #{k : c_k == c_i}
+
+(uniform over every entry whose caption is the same string; Y is symmetric). Then
+
+    loss_i2t = -(1/B) * sum_i sum_j Y[i, j] * log_softmax_j(Z[i, :])
+    loss_t2i = -(1/B) * sum_j sum_i Y[j, i] * log_softmax_i(Z[:, j])
+    contrastive_loss = (loss_i2t + loss_t2i) / 2
+
+With all ids distinct, Y is the identity and this is the usual symmetric CLIP cross-entropy.
+The loss is computed on the local batch (no cross-rank feature gathering under DDP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def caption_ids_from_texts(texts: Sequence[str], device=None) -> torch.Tensor:
+    """Integer id per caption, equal for identical strings (first-seen order): ["a", "b", "a"] -> [0, 1, 0]."""
+    index: dict[str, int] = {}
+    return torch.tensor([index.setdefault(t, len(index)) for t in texts], dtype=torch.long, device=device)
+
+
+def multi_positive_targets(caption_ids: torch.Tensor) -> torch.Tensor:
+    """Y (B, B): row i uniform over the entries j with ``caption_ids[j] == caption_ids[i]``."""
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()  # (B, B)
+    return same / same.sum(dim=1, keepdim=True)
+
+
+def clip_loss_from_logits(logits: torch.Tensor, caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric multi-positive CLIP loss of image->text logits Z (B, B) (see the module docstring)."""
+    b = logits.shape[0]
+    if logits.shape != (b, b):
+        raise ValueError(f"logits must be square (B, B), got {tuple(logits.shape)}")
+    if caption_ids is None:
+        target = torch.arange(b, device=logits.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    y = multi_positive_targets(caption_ids.to(logits.device)).to(logits.dtype)  # (B, B), symmetric
+    return (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y)) / 2
+
+
+class ClipLoss(nn.Module):
+    """Multi-positive symmetric CLIP loss; identical captions (same ``caption_ids``) count as positives."""
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
+                caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+        # image_features, text_features: (B, p) L2-normalised; logit_scale: () scale s = exp(t), already clamped
+        logits = logit_scale * image_features.float() @ text_features.float().t()  # (B, B) image -> text
+        return clip_loss_from_logits(logits, caption_ids)
+
+
+class CaptionLoss(nn.Module):
+    """Next-token cross-entropy over the vocabulary, ignoring padding labels (``ignore_index``)."""
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, caption_logits: torch.Tensor, caption_labels: torch.Tensor) -> torch.Tensor:
+        # caption_logits: (B, T, V); caption_labels: (B, T) with ignore_index at padding
+        return F.cross_entropy(caption_logits.float().flatten(0, 1), caption_labels.flatten(),
+                               ignore_index=self.ignore_index)
+
+
+class CocaLoss(nn.Module):
+    """``contrastive_weight * ClipLoss + caption_weight * CaptionLoss`` on an ``LgeClip.forward`` output."""
+
+    def __init__(self, contrastive_weight: float = 1.0, caption_weight: float = 1.0, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.contrastive_weight, self.caption_weight = float(contrastive_weight), float(caption_weight)
+        self.clip = ClipLoss()
+        self.caption = CaptionLoss(ignore_index)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> CocaLoss:
+        """From a ``ClipModelCfg`` (fields ``contrastive_weight``, ``caption_weight``)."""
+        return cls(cfg.contrastive_weight, cfg.caption_weight)
+
+    def forward(self, out: dict, caption_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``out`` is the dict of ``LgeClip.forward``; returns contrastive_loss, caption_loss, loss."""
+        contrastive = self.clip(out["image_features"], out["text_features"], out["logit_scale"], caption_ids)
+        if self.caption_weight > 0:
+            if out.get("caption_logits") is None:
+                raise ValueError("caption_weight > 0 but the model returned no caption_logits (built without decoder)")
+            caption = self.caption(out["caption_logits"], out["caption_labels"])
+        else:
+            caption = contrastive.new_zeros(())
+        loss = self.contrastive_weight * contrastive + self.caption_weight * caption
+        return {"contrastive_loss": contrastive, "caption_loss": caption, "loss": loss}
+
+
+class ClassifierLoss(nn.Module):
+    """Binary cross-entropy with logits for ``ImageClassifier``; labels 1 (scar) / 0, entries < 0 ignored."""
+
+    def __init__(self, pos_weight: float | None = None) -> None:
+        super().__init__()
+        self.pos_weight = pos_weight
+
+    def forward(self, out: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        # out["logits"]: (B,); labels: (B,) in {1, 0, -1 unknown}
+        logits = out["logits"].float()
+        keep = labels >= 0
+        if not bool(keep.any()):
+            raise ValueError("ClassifierLoss: every label in the batch is unknown (-1)")
+        pw = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
+        bce = F.binary_cross_entropy_with_logits(logits[keep], labels[keep].float(), pos_weight=pw)
+        return {"bce_loss": bce, "loss": bce}

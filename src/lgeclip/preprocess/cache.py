@@ -1,0 +1,240 @@
+"""The preprocessed cache: every manifest slice run through the chain once, with the patient-level split.
+
+Layout of ``CACHE``: ``slices/<slice_id>.npz`` (both variants, see ``PreprocessedSlice.to_arrays``),
+``index.csv`` (``INDEX_COLUMNS``; ``split`` is THE split everything downstream uses), ``excluded.csv``
+(slice_id, reason), ``preprocess.yaml`` (resolved ``PreprocessCfg``) and ``cache.json`` (counts, seconds per
+slice, settings, the ``seg_run`` / ``landmarks_run`` the anatomy came from).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lgeclip.anatomy.types import AnatomyResult, OracleAnatomy
+from lgeclip.config import load_config, save_config, to_dict
+from lgeclip.io.cohort import SliceRecord, load_slice, read_manifest, split_patients
+from lgeclip.preprocess.chain import ImplausibleSlice, preprocess_slice
+from lgeclip.preprocess.config import PreprocessCfg
+from lgeclip.utils import atomic_write_json, atomic_write_text
+
+INDEX_COLUMNS = ("slice_id", "patient_key", "level", "slice_index", "split", "label", "sentences", "scar_truth",
+                 "source", "path")
+_META_KEYS = ("props", "pixel_mm", "level")
+
+
+@dataclass
+class CacheRecord:
+    """One ``index.csv`` row; ``path`` is the absolute path of the slice npz."""
+
+    slice_id: str
+    patient_key: str
+    level: str
+    slice_index: int
+    split: str
+    label: str
+    path: Path
+    sentences: list[str] = field(default_factory=list)
+    scar_truth: int | None = None
+    source: str = "dicom"
+
+    def to_row(self, root: Path) -> dict[str, str]:
+        rel = Path(self.path)
+        try:
+            rel = rel.relative_to(root)
+        except ValueError:
+            pass
+        return {"slice_id": self.slice_id, "patient_key": self.patient_key, "level": self.level,
+                "slice_index": str(self.slice_index), "split": self.split, "label": self.label,
+                "sentences": json.dumps(self.sentences, ensure_ascii=False),
+                "scar_truth": "" if self.scar_truth is None else str(int(self.scar_truth)), "source": self.source,
+                "path": rel.as_posix()}
+
+
+def _csv_text(header: tuple[str, ...] | list[str], rows: list[dict] | list[tuple]) -> str:
+    buf = io.StringIO()
+    if rows and isinstance(rows[0], dict):
+        w = csv.DictWriter(buf, fieldnames=list(header))
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def read_cache(cache: str | Path) -> list[CacheRecord]:
+    """Records of ``CACHE/index.csv`` (paths resolved against the cache folder)."""
+    root = Path(cache)
+    path = root / "index.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{root}: no index.csv (run `lgeclip preprocess` / build_cache first)")
+    out = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            st = r.get("scar_truth", "")
+            out.append(CacheRecord(
+                slice_id=r["slice_id"], patient_key=r["patient_key"], level=r["level"],
+                slice_index=int(r["slice_index"]), split=r["split"], label=r["label"], path=root / r["path"],
+                sentences=list(json.loads(r["sentences"] or "[]")), scar_truth=None if st in ("", None) else int(st),
+                source=r.get("source", "dicom")))
+    return out
+
+
+def load_cached_slice(path: str | Path, oriented: bool = True) -> dict:
+    """Arrays of one cached slice, keys without the ``native_`` prefix (the variant chosen by ``oriented``),
+    plus ``pixel_mm`` (float), ``level`` (str) and ``props`` (dict)."""
+    with np.load(path, allow_pickle=False) as z:
+        files = z.files
+        out: dict = {}
+        for k in files:
+            if k in _META_KEYS:
+                continue
+            is_native = k.startswith("native_")
+            if is_native != (not oriented):
+                continue
+            out[k[len("native_"):] if is_native else k] = z[k]
+        out["pixel_mm"] = float(z["pixel_mm"])
+        out["level"] = str(z["level"])
+        out["props"] = json.loads(bytes(z["props"]).decode("utf-8"))
+    return out
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _patient_labels(records: list[SliceRecord]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    rank = {"positive": 2, "negative": 1, "unknown": 0}
+    for r in records:
+        if rank[r.label] >= rank[out.get(r.patient_key, "unknown")]:
+            out[r.patient_key] = r.label
+    return out
+
+
+def _resolve_cfg(config: str | Path | PreprocessCfg | None, overrides: list[str] | None) -> PreprocessCfg:
+    if isinstance(config, PreprocessCfg):
+        if overrides:
+            from lgeclip.config import apply_overrides, from_dict
+
+            return from_dict(PreprocessCfg, apply_overrides(to_dict(config), overrides))
+        return config
+    return load_config(PreprocessCfg, config, overrides)
+
+
+def _anatomy_batch(predictor, items: list[tuple[SliceRecord, dict]]) -> list[AnatomyResult | str]:
+    """Anatomy per item (or the reason it failed), batched when the predictor offers
+    ``predict_batch(items=[(image, spacing_mm), ...], names=[...])``; a failing batch is redone one by one."""
+    pairs = [(a["image"], tuple(float(x) for x in np.broadcast_to(a["spacing_mm"], (2,)))) for _, a in items]
+    if hasattr(predictor, "predict_batch") and len(items) > 1:
+        try:
+            return list(predictor.predict_batch(pairs, names=[r.slice_id for r, _ in items]))
+        except ValueError:
+            pass  # one slice failed: fall back to one by one to find it
+    out: list[AnatomyResult | str] = []
+    for img, sp in pairs:
+        try:
+            out.append(predictor.predict(img, sp))
+        except ValueError as e:
+            out.append(f"anatomy prediction failed: {e}")
+    return out
+
+
+def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: str | Path | None, out: str | Path,
+                config: str | Path | PreprocessCfg | None = None, overrides: list[str] | None = None,
+                oracle: bool = False) -> dict:
+    """Preprocess every manifest slice of ``cohort`` into ``out`` (see the module docstring); returns the summary.
+
+    Anatomy comes from ``AnatomyPredictor.from_run_dirs(seg_run, landmarks_run)``, or from the truth in the slice
+    npz with ``oracle=True`` (a slice without truth RVIPs is then excluded with the reason)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    cfg = _resolve_cfg(config, overrides)
+    cohort, out = Path(cohort), Path(out)
+    records = read_manifest(cohort)
+    labels = _patient_labels(records)
+    split = split_patients(list(labels), seed=cfg.split_seed, fractions=tuple(cfg.split_fractions), strata=labels)
+    predictor = None
+    if not oracle:
+        if seg_run is None or landmarks_run is None:
+            raise ValueError("build_cache: seg_run and landmarks_run are required unless oracle=True")
+        from lgeclip.anatomy.predictor import AnatomyPredictor
+
+        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run)
+    (out / "slices").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "preprocess.yaml")
+
+    rows: list[CacheRecord] = []
+    excluded: list[tuple[str, str]] = []
+    t0 = time.perf_counter()
+    cols = (TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*cols, transient=True) as bar:
+        task = bar.add_task("slices", total=len(records))
+        for start in range(0, len(records), cfg.batch_size):
+            chunk = records[start: start + cfg.batch_size]
+            items: list[tuple[SliceRecord, dict]] = []
+            for rec in chunk:
+                path = cohort / rec.image_path
+                if not path.exists():
+                    excluded.append((rec.slice_id, f"slice file missing: {rec.image_path}"))
+                    bar.advance(task)
+                    continue
+                items.append((rec, load_slice(path)))
+            if oracle:
+                anatomies: list[AnatomyResult | str] = []
+                for rec, arrays in items:
+                    try:
+                        anatomies.append(OracleAnatomy.from_slice(arrays, rec.slice_id))
+                    except ValueError as e:
+                        anatomies.append(f"oracle anatomy unavailable: {e}")
+            else:
+                anatomies = _anatomy_batch(predictor, items) if items else []
+            for (rec, arrays), anat in zip(items, anatomies, strict=True):
+                bar.advance(task)
+                if isinstance(anat, str):
+                    excluded.append((rec.slice_id, anat))
+                    continue
+                try:
+                    pre = preprocess_slice(arrays["image"], arrays["spacing_mm"], anat, cfg,
+                                           truth={k: arrays[k] for k in ("scar", "mvo") if k in arrays},
+                                           level=rec.level)
+                except ImplausibleSlice as e:
+                    excluded.append((rec.slice_id, f"implausible: {e.reason}"))
+                    continue
+                npz = out / "slices" / f"{rec.slice_id}.npz"
+                _save_npz(npz, pre.to_arrays())
+                rows.append(CacheRecord(
+                    slice_id=rec.slice_id, patient_key=rec.patient_key, level=rec.level,
+                    slice_index=rec.slice_index, split=split[rec.patient_key], label=rec.label, path=npz,
+                    sentences=list(rec.sentences), scar_truth=rec.scar_truth, source=rec.source))
+    seconds = time.perf_counter() - t0
+
+    atomic_write_text(out / "index.csv", _csv_text(INDEX_COLUMNS, [r.to_row(out) for r in rows]))
+    atomic_write_text(out / "excluded.csv", _csv_text(("slice_id", "reason"), excluded))
+
+    def count(attr: str) -> dict[str, int]:
+        vals = [getattr(r, attr) for r in rows]
+        return {v: vals.count(v) for v in sorted(set(vals))}
+
+    summary = {
+        "cohort": str(cohort), "seg_run": None if seg_run is None else str(seg_run),
+        "landmarks_run": None if landmarks_run is None else str(landmarks_run), "oracle": bool(oracle),
+        "n_manifest": len(records), "n_cached": len(rows), "n_excluded": len(excluded),
+        "n_patients": len({r.patient_key for r in rows}), "split": count("split"), "label": count("label"),
+        "level": count("level"), "seconds": round(seconds, 3),
+        "seconds_per_slice": round(seconds / max(len(records), 1), 4), "size": cfg.size,
+        "pixel_mm": cfg.out_pixel_mm, "settings": to_dict(cfg),
+    }
+    atomic_write_json(out / "cache.json", summary)
+    return summary
