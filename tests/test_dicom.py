@@ -89,6 +89,17 @@ def test_mixed_series_keeps_only_phase_sensitive(tmp_path):
     assert [read_pixels(i.path)[0][0, 0] for i in ordered] == [100 + 10 * k for k in range(9)]
 
 
+@pytest.mark.parametrize("desc,why", [("SSh MDE", "single-shot"), ("sBTFE_BH_SA", "cine"), ("SmartSurvey", "localizer"),
+                                      ("TI_SS_LGE_MOCO", "single-shot"), ("3Pl Loc SSFSE", "localizer"),
+                                      ("MOLLI_T1map", "T1 map")])
+def test_vendor_distractor_names(tmp_path, desc, why):
+    rng = np.random.default_rng(5)
+    write_stack(tmp_path, rng, description=desc, patient_id="P", study_uid="1.3", series_number=1, n_slices=8,
+                image_type=("ORIGINAL", "PRIMARY", "OTHER"))
+    chosen, reason = select_lge_series(scan_tree(tmp_path)[0])
+    assert chosen is None and why in reason, reason
+
+
 def test_no_lge_series(tmp_path):
     rng = np.random.default_rng(2)
     write_stack(tmp_path, rng, description="cine", patient_id="P", study_uid="1.2", series_number=1, n_slices=8)

@@ -14,7 +14,8 @@ CASES = [
     ("Mid-wall septal fibrosis, typical of DCM.", ["Mid-wall septal fibrosis, typical of DCM."], "positive"),
     ("Transmural infarction of the mid anterior wall with microvascular obstruction.",
      ["Transmural infarction of the mid anterior wall with microvascular obstruction."], "positive"),
-    ("RV insertion point LGE, a non-specific finding.", ["RV insertion point LGE, a non-specific finding."], "positive"),
+    ("RV insertion point LGE, a non-specific finding.",
+     ["RV insertion point LGE, a non-specific finding."], "positive"),
     ("Subepicardial enhancement of the basal inferolateral wall, in keeping with myocarditis.",
      ["Subepicardial enhancement of the basal inferolateral wall, in keeping with myocarditis."], "positive"),
     ("Delayed hyperenhancement in the apical septum.", ["Delayed hyperenhancement in the apical septum."], "positive"),
@@ -60,6 +61,12 @@ CASES = [
      ["no LGE.", "no evidence of infarction."], "negative"),
     ("Findings: Equivocal enhancement at the RV insertion point. No definite scar.",
      ["Equivocal enhancement at the RV insertion point.", "No definite scar."], "negative"),
+    ("There is no LV thrombus and subendocardial LGE is seen in the inferior wall.",
+     ["There is no LV thrombus and subendocardial LGE is seen in the inferior wall."], "positive"),
+    ("LGE, oedema and infiltration are absent.", ["LGE, oedema and infiltration are absent."], "negative"),
+    ("No oedema or LGE is seen.", ["No oedema or LGE is seen."], "negative"),
+    ("Contrast-enhanced MRA normal. Pericardial LGE consistent with pericarditis; no myocardial LGE.",
+     ["Pericardial LGE consistent with pericarditis; no myocardial LGE."], "negative"),
     # --- unknown ------------------------------------------------------------------------------------------------
     ("LGE not performed.", [], "unknown"),
     ("Post-contrast imaging not acquired.", [], "unknown"),
@@ -119,8 +126,11 @@ def test_sections_header_styles():
 
 def test_sections_inline_and_false_headers():
     text = "Reason for study: ?MI. Findings: History of MI is noted. Findings consistent with scar.\nIMPRESSION Scar."
-    assert sections(text) == {"indication": "?MI.", "findings": "History of MI is noted. Findings consistent with scar.",
-                              "impression": "Scar."}
+    assert sections(text) == {
+        "indication": "?MI.",
+        "findings": "History of MI is noted. Findings consistent with scar.",
+        "impression": "Scar.",
+    }
     assert sections("No headers here. Just text.") == {"other": "No headers here. Just text."}
 
 
@@ -128,11 +138,13 @@ def test_sections_inline_and_false_headers():
     ("Scar approx. 50% transmural. Next.", ["Scar approx. 50% transmural.", "Next."]),
     ("LVEF 55.5%. RV normal.", ["LVEF 55.5%.", "RV normal."]),
     ("LVEF 0.55 and 55.5 % by volumes. Done.", ["LVEF 0.55 and 55.5 % by volumes.", "Done."]),
-    ("Patterns e.g. DCM vs. HCM, i.e. non-ischaemic. Fine.", ["Patterns e.g. DCM vs. HCM, i.e. non-ischaemic.", "Fine."]),
+    ("Patterns e.g. DCM vs. HCM, i.e. non-ischaemic. Fine.",
+     ["Patterns e.g. DCM vs. HCM, i.e. non-ischaemic.", "Fine."]),
     ("Reported by Dr. J. Smith. See ref. no. 3 incl. LGE. End.",
      ["Reported by Dr. J. Smith.", "See ref. no. 3 incl. LGE.", "End."]),
     ("1. Normal LV. 2. No LGE.\n3) Normal RV", ["Normal LV.", "No LGE.", "Normal RV"]),
-    ("- Normal LV\n- No LGE\n* Small effusion\n\u2022 Trivial MR.", ["Normal LV", "No LGE", "Small effusion", "Trivial MR."]),
+    ("- Normal LV\n- No LGE\n* Small effusion\n\u2022 Trivial MR.",
+     ["Normal LV", "No LGE", "Small effusion", "Trivial MR."]),
     ("There is subendocardial late gadolinium\nenhancement of the inferior wall.\nNo MVO.",
      ["There is subendocardial late gadolinium enhancement of the inferior wall.", "No MVO."]),
     ("Normal LV size\nNo LGE", ["Normal LV size", "No LGE"]),

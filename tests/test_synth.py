@@ -175,7 +175,7 @@ def test_redraw_finds_the_existing_region(slices):
     for seed in range(20):
         _, weight, sentence, p = synthesize_scar(d["image"], d["myocardium"], aha, d["layers"], d["thickness"],
                                                  "mid", np.random.default_rng(seed), cfg)
-        assert p["location"] == "inferior" and "inferior" in sentence and (aha[weight > 0] == 10).all()
+        assert p["location"] == "inferior" and "inferior" in sentence.lower() and (aha[weight > 0] == 10).all()
         assert all(r["location"] == "anterior" for r in p["redraws"])
         redrawn += bool(p["redraws"])
     assert redrawn > 0
@@ -253,3 +253,38 @@ def test_transform_honours_lambda(slices):
     assert abs(hits - n * prob) <= 6 * math.sqrt(n * prob * (1 - prob)), hits  # 6 sigma and a fixed seed
     never = RandSyntheticScar(SynthScarCfg(prob=0.0)).set_random_state(1)
     assert not any(never(_item(d, 0))["synthetic"] for _ in range(50))
+
+
+def _fake_cache(root, slices: dict) -> None:
+    """A cache folder in the documented layout (index.csv + slices/<id>.npz) holding annulus slices."""
+    import csv
+
+    (root / "slices").mkdir(parents=True)
+    rows = []
+    for i, (name, d) in enumerate(slices.items()):
+        arrays = {k: d[k] for k in ("image", "myocardium", "blood_pool", "aha", "layers", "thickness")}
+        arrays |= {f"native_{k}": v for k, v in arrays.items()}
+        np.savez(root / "slices" / f"{name}.npz", **arrays, pixel_mm=np.float32(d["pixel_mm"]),
+                 level=np.str_(d["level"]), props=np.frombuffer(b"{}", np.uint8))
+        rows.append({"slice_id": name, "patient_key": f"p{i}", "level": d["level"], "slice_index": "0",
+                     "split": "train", "label": "negative", "sentences": "[]", "scar_truth": "", "source": "test",
+                     "path": f"slices/{name}.npz"})
+    with (root / "index.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_preview_and_bench_run(slices, tmp_path):
+    pytest.importorskip("lgeclip.preprocess.cache")
+    from lgeclip.synth.bench import bench_synth
+    from lgeclip.synth.preview import synth_preview
+
+    cache = tmp_path / "cache"
+    _fake_cache(cache, {k: v for k, v in slices.items() if k.endswith("112")})
+    out = synth_preview([cache], tmp_path / "p.png", n=2, seed=0)
+    assert out["rows"] == 2 and (tmp_path / "p.png").stat().st_size > 10_000
+    assert all(s.endswith("level.") for s in out["sentences"])
+    res = bench_synth(n=20, out=tmp_path / "b.json", cache=cache)
+    assert json.loads((tmp_path / "b.json").read_text())["annulus_224"]["n"] == 20
+    assert res["cache"]["skipped"] == 0 and res["annulus_112"]["median_ms"] > 0

@@ -151,37 +151,40 @@ def gaussian_heatmaps(points: torch.Tensor, size: tuple[int, int], sigma: float)
     return torch.nan_to_num(out, nan=0.0)
 
 
-def _quadratic_pinv(radius: int) -> torch.Tensor:
-    """Pseudo-inverse (6, n) of the design matrix [1, dr, dc, dr^2, dc^2, dr*dc] over a square window."""
+def _quadratic_design(radius: int) -> torch.Tensor:
+    """Design matrix (n, 6) of [1, dr, dc, dr^2, dc^2, dr*dc] over a square (2r+1)^2 window."""
     r = torch.arange(-radius, radius + 1, dtype=torch.float64)
     dr, dc = torch.meshgrid(r, r, indexing="ij")
     dr, dc = dr.reshape(-1), dc.reshape(-1)
-    a = torch.stack([torch.ones_like(dr), dr, dc, dr * dr, dc * dc, dr * dc], dim=1)  # (n, 6)
-    return torch.linalg.pinv(a)
+    return torch.stack([torch.ones_like(dr), dr, dc, dr * dr, dc * dc, dr * dc], dim=1)
 
 
 def decode_heatmaps(h: torch.Tensor, radius: int = 2, log_input: bool = False) -> torch.Tensor:
     """Sub-pixel peak positions (B, K, 2) (row, col) of heatmaps (B, K, H, W).
 
     The peak is the argmax; it is refined by a least-squares 2-D quadratic fit to ``log(h)`` (exact for a
-    Gaussian) over a (2r+1)^2 window (edge-replicated). With ``log_input=True`` the values are used as they are
-    (e.g. logits of a spatial softmax). The refinement is clamped to the window and falls back to the argmax
+    Gaussian) over the in-image pixels of a (2r+1)^2 window. With ``log_input=True`` the values are used as they
+    are (e.g. logits of a spatial softmax). The refinement is clamped to the window and falls back to the argmax
     when the fit is not a maximum.
     """
     if h.ndim != 4:
         raise ValueError(f"decode_heatmaps: expected (B, K, H, W), got shape {tuple(h.shape)}")
     b, k, hh, ww = h.shape
-    x = h.detach().float().reshape(b * k, 1, hh, ww)
+    x = h.detach().float().reshape(b * k, hh, ww)
     idx = x.reshape(b * k, -1).argmax(dim=1)
     pr, pc = (idx // ww), (idx % ww)
-    v = x if log_input else torch.log(x.clamp_min(1e-12))
-    v = F.pad(v, (radius,) * 4, mode="replicate")
+    v = x if log_input else torch.log(x.clamp_min(1e-30))
     offs = torch.arange(-radius, radius + 1, device=h.device)
-    rr = (pr[:, None, None] + radius + offs.view(1, -1, 1)).expand(-1, -1, offs.numel())
-    cc = (pc[:, None, None] + radius + offs.view(1, 1, -1)).expand(-1, offs.numel(), -1)
-    win = v[torch.arange(b * k, device=h.device)[:, None, None], 0, rr, cc].reshape(b * k, -1)  # (N, n)
-    win = win - win.max(dim=1, keepdim=True).values
-    coef = win.double() @ _quadratic_pinv(radius).to(h.device).T  # (N, 6)
+    rr = pr[:, None, None] + offs.view(1, -1, 1)  # (N, w, 1)
+    cc = pc[:, None, None] + offs.view(1, 1, -1)  # (N, 1, w)
+    inside = ((rr >= 0) & (rr < hh) & (cc >= 0) & (cc < ww)).reshape(b * k, -1).double()  # (N, n)
+    n_idx = torch.arange(b * k, device=h.device)[:, None, None]
+    win = v[n_idx, rr.clamp(0, hh - 1), cc.clamp(0, ww - 1)].reshape(b * k, -1).double()  # (N, n)
+    win = torch.nan_to_num(win - win.max(dim=1, keepdim=True).values, nan=0.0, neginf=-60.0).clamp_min(-60.0)
+    a = _quadratic_design(radius).to(h.device)  # (n, 6)
+    ata = torch.einsum("nk,bn,nl->bkl", a, inside, a) + 1e-9 * torch.eye(6, dtype=a.dtype, device=a.device)
+    aty = torch.einsum("nk,bn->bk", a, inside * win)
+    coef = torch.linalg.solve(ata, aty.unsqueeze(-1)).squeeze(-1)  # (N, 6)
     _, gr, gc, arr, acc, arc = coef.unbind(dim=1)
     hess = torch.stack([torch.stack([2 * arr, arc], -1), torch.stack([arc, 2 * acc], -1)], -2)  # (N, 2, 2)
     det = hess[:, 0, 0] * hess[:, 1, 1] - hess[:, 0, 1] ** 2

@@ -224,8 +224,8 @@ def spaced_subset(items: list, n: int) -> list:
     return [items[i] for i in idx]
 
 
-def ring_slice(rng: np.random.Generator, shape: tuple[int, int] | None = None,
-               spacing: float | None = None) -> dict[str, np.ndarray]:
+def ring_slice(rng: np.random.Generator, shape: tuple[int, int] | None = None, spacing: float | None = None,
+               noise: float = 0.03) -> dict[str, np.ndarray]:
     """A synthetic short-axis-like slice: bright LV blood disc, dark myocardial ring, bright RV crescent on the
     (rotated) left, RVIPs where the RV meets the epicardium (anterior = upper). Arrays as in a cohort npz."""
     h, w = shape or (int(rng.integers(112, 161)), int(rng.integers(112, 161)))
@@ -250,7 +250,7 @@ def ring_slice(rng: np.random.Generator, shape: tuple[int, int] | None = None,
     ant, inf = (p1, p2) if p1[0] < p2[0] else (p2, p1)
     img = np.full((h, w), 0.35, np.float32)
     img[rv], img[blood], img[myo] = 0.75, 0.9, 0.08
-    img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    img = img + rng.normal(0, noise, img.shape).astype(np.float32)
     return {"image": img * 1000.0, "spacing_mm": np.array([sp, sp], np.float32),
             "myocardium": myo.astype(np.uint8), "blood_pool": blood.astype(np.uint8), "rv": rv.astype(np.uint8),
             "rvip": np.array([ant, inf], np.float32)}

@@ -102,12 +102,17 @@ def _augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentCfg) -> np.n
 class ClipPairs(Dataset):
     """Items ``{"image": (1, S, S), "caption": str, "label": int, "synthetic": bool, "level", "slice_id"}``.
 
-    Captions: one LGE sentence sampled from the patient's report, plus "This image is from <level> level.";
-    report-negative slices get a synthetic scar and its generated sentence with probability ``synth.prob``.
+    Training items (``train=True``): one LGE sentence drawn from the patient's report sentences, plus
+    "This image is from <level> level."; a report-negative slice gets a synthetic scar and its generated sentence
+    (which ends with the level sentence) with probability ``cfg.synth.prob`` when ``cfg.synth_enabled``; then the
+    light augmentation. Every draw of item ``index`` comes from ``default_rng([seed, epoch, index])``.
+    With ``require_caption`` (CLIP training) slices whose report has no LGE sentence are left out: they have no
+    text to pair with. Evaluation items (``train=False``) keep every record and are neither synthesised nor
+    augmented; their caption is the report sentence drawn as above (unused by zero-shot scoring).
     """
 
-    def __init__(self, records: list, cfg: DataCfg, train: bool, seed: int = 0) -> None:
-        self.records = [r for r in records if r.sentences] if train else list(records)
+    def __init__(self, records: list, cfg: DataCfg, train: bool, seed: int = 0, require_caption: bool = True) -> None:
+        self.records = [r for r in records if r.sentences] if train and require_caption else list(records)
         self.cfg = cfg
         self.train = train
         self.seed = seed

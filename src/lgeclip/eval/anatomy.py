@@ -130,7 +130,7 @@ def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:
         if a.get("myocardium") is not None and a["myocardium"].any():
             ax.contour(a["myocardium"], levels=[0.5], colors="lime", linewidths=0.8)
         truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
-        for k, lab in enumerate("AI"):
+        for k in range(2):
             if np.all(np.isfinite(truth[k])):
                 ax.plot(truth[k, 1], truth[k, 0], "o", mfc="none", mec="lime", ms=7)
         if res is not None:

@@ -50,9 +50,9 @@ class SeriesRules:
     magnitude_types: list[str] = field(default_factory=lambda: ["M", "MAG", "M_IR", "MAGNITUDE"])
     # hard exclusions: reason -> regex on description/protocol (sequence name is only used for LGE matching)
     exclude: dict[str, str] = field(default_factory=lambda: {
-        "localizer/scout": r"\b(locali[sz]er|loc|scout|survey|pilot|tri ?pilot|3 ?plane|ti ?(scout|finder))\b",
-        "cine/ssfp": r"\b(cine|ssfp|true ?fisp|trufi|fiesta|b ?ffe|balanced)\b",
-        "single-shot": r"\b(single ?shot|sshot|ss|haste|moco)\b",
+        "localizer/scout": r"\b(locali[sz]er|loc|scout|(smart ?)?survey|(tri ?)?pilot|3 ?plane|ti ?(scout|finder))\b",
+        "cine/ssfp": r"\b(cine|ssfp|true ?fisp|trufi|fiesta|s?b ?t?ffe|s?btfe|balanced)\b",
+        "single-shot": r"\b(single ?shot|sshot|ssh|ss|haste|moco)\b",
         "long-axis": r"\b([234] ?ch|[234] ?chamber|lax|long ?axis|lvot|vla|hla)\b",
         "T1 map/MOLLI": r"\b(molli|shmolli|sasha|t1 ?maps?|t1 ?mapping|t2 ?maps?|ecv|map)\b",
     })

@@ -1,7 +1,8 @@
 """CoCa-style caption decoder: causal self-attention over caption token ids + cross-attention to image tokens.
 
 It sees only token ids (its own embeddings) and the vision encoder's spatial map, never the bidirectional text
-encoder's states (those would leak future tokens). Default size: width 256, 2 layers, 4 heads, MLP 4x.
+encoder's states (those would leak future tokens). Default size: width 256, 2 layers, 4 heads, MLP 4x; the
+output layer reuses the token embedding matrix (tied; one tensor in the state dict, so safetensors-safe).
 Image tokens: the (B, 1024, h, w) map -> (B, hw, 1024) -> LayerNorm -> Linear to D, plus a fixed 2D sinusoidal
 position code (works at any grid size: 2x2 at 64 px, 3x3 at 112 px, 7x7 at 224 px).
 """
@@ -76,7 +77,8 @@ class CaptionDecoder(nn.Module):
         if width % heads or width % 4:
             raise ValueError(f"decoder width {width} must be divisible by heads ({heads}) and by 4")
         self.vocab_size, self.max_length, self.width = vocab_size, max_length, width
-        self.tok_emb = nn.Embedding(vocab_size, width)
+        self.tok_emb = nn.Embedding(vocab_size, width)  # also the output matrix (tied, as in GPT-2 / nanoGPT)
+        nn.init.normal_(self.tok_emb.weight, std=0.02)
         self.pos_emb = nn.Parameter(torch.zeros(max_length, width))
         nn.init.normal_(self.pos_emb, std=0.02)
         self.drop = nn.Dropout(dropout)
@@ -84,7 +86,7 @@ class CaptionDecoder(nn.Module):
         self.img_proj = nn.Linear(image_channels, width)
         self.blocks = nn.ModuleList(DecoderBlock(width, heads, dropout) for _ in range(layers))
         self.ln_f = nn.LayerNorm(width)
-        self.head = nn.Linear(width, vocab_size)
+        self.head_bias = nn.Parameter(torch.zeros(vocab_size))
 
     def image_tokens(self, fmap: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) feature map -> (B, hw, D) image tokens with 2D position code."""
@@ -103,7 +105,7 @@ class CaptionDecoder(nn.Module):
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb[:t])  # (B, T, D)
         for block in self.blocks:
             x = block(x, img)  # (B, T, D)
-        return self.head(self.ln_f(x))  # (B, T, V)
+        return F.linear(self.ln_f(x), self.tok_emb.weight, self.head_bias)  # (B, T, V)
 
 
 def shift_for_captioning(input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -40,13 +40,16 @@ class ZeroShotClassifier:
     @torch.no_grad()
     def probs_from_features(self, image_features: torch.Tensor, levels: list[str]) -> torch.Tensor:
         """(B, p) normalised image embeddings + B levels -> (B,) P(LGE)."""
-        scale = self.model.get_logit_scale().float()
+        if len(levels) != image_features.shape[0]:
+            raise ValueError(f"{image_features.shape[0]} image features but {len(levels)} levels")
         feats = image_features.float()
         out = torch.empty(len(levels), device=feats.device)
-        for level in sorted(set(levels)):
-            idx = torch.tensor([i for i, lv in enumerate(levels) if lv == level], device=feats.device)
-            sims = feats[idx] @ self.prompt_embeddings(level).to(feats.device).T  # (b, 2)
-            out[idx] = torch.softmax(scale * sims, dim=-1)[:, 0]
+        with torch.autocast(device_type=feats.device.type, enabled=False):  # fp32 even inside bf16 autocast
+            scale = self.model.get_logit_scale().float()
+            for level in sorted(set(levels)):
+                idx = torch.tensor([i for i, lv in enumerate(levels) if lv == level], device=feats.device)
+                sims = feats[idx] @ self.prompt_embeddings(level).to(feats.device).float().T  # (b, 2)
+                out[idx] = torch.softmax(scale * sims, dim=-1)[:, 0]
         return out
 
     @torch.no_grad()

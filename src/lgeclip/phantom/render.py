@@ -94,9 +94,10 @@ def _rv_depth(spec: PatientSpec, alpha_deg, z: float):
 
 
 def _blob(pa, ps, c, r, harm_phase: float = 0.0, ecc: float = 0.15):
+    """Rotated ellipse-like blob (centre ``c``, mean radius ``r`` mm) without per-pixel trigonometry."""
     da, ds = pa - c[0], ps - c[1]
-    b = np.arctan2(ds, da)
-    return np.hypot(da, ds) < r * (1 + ecc * np.cos(2 * b + harm_phase) + 0.05 * np.cos(3 * b + 2 * harm_phase))
+    q = da * da + ds * ds - ecc * ((da * da - ds * ds) * np.cos(harm_phase) + 2 * da * ds * np.sin(harm_phase))
+    return q < r * r
 
 
 def _smooth_field(rng: np.random.Generator, shape, scale: int = 6) -> np.ndarray:
@@ -121,13 +122,7 @@ def render_sax(spec: PatientSpec, z: float, grid: Grid, rng: np.random.Generator
     yy = (yy - center[0]) * grid.spacing
     xx = (xx - center[1]) * grid.spacing
     pa, ps = yy * ant[0] + xx * ant[1], yy * sep[0] + xx * sep[1]
-    rho = np.hypot(pa, ps)
-    alpha = np.rad2deg(np.arctan2(ps, pa)) % 360.0
-    endo, epi = heart_radii(spec, alpha, z, systole)
-    rvd, rvt = _rv_depth(spec, alpha, z)
-    in_span = rvd > 0
-    rv_wall = 2.5 + 1.0 * np.sin(np.deg2rad(alpha) * 5 + spec.index) ** 2
-
+    rho_full = np.hypot(pa, ps)
     img = np.full(yy.shape, t["air"], np.float32)
     # body, chest wall and organs (positions in heart-frame mm, some scale along z)
     bc = np.asarray(body.center)
@@ -137,7 +132,9 @@ def render_sax(spec: PatientSpec, z: float, grid: Grid, rng: np.random.Generator
     rb = rb / _polar(body.harm, beta)
     inside = rb < 1.0
     depth_mm = (1.0 - rb) * 0.5 * (body.axes[0] + body.axes[1]) * (0.75 + 0.25 * np.abs(np.cos(beta)))
-    img[inside] = t["mediastinum"]
+    fw = np.clip((_smooth_field(rng, yy.shape, 10) - 0.4) / 0.6, 0, 1)
+    img[inside] = (t["muscle"] * (1 - fw) + t["fat"] * fw)[inside]
+    img[inside & (rho_full < 75) & (pa > -45)] = t["mediastinum"]
     zf = z / h.length
     inner = depth_mm > body.fat_mm + body.muscle_mm + 3
     for lung, s in ((body.lung_l, 1.0 - 0.25 * zf), (body.lung_r, 1.0 - 0.35 * zf)):
@@ -147,8 +144,7 @@ def render_sax(spec: PatientSpec, z: float, grid: Grid, rng: np.random.Generator
     if zf > 0.35:
         img[_blob(pa, ps, body.stomach[:2], body.stomach[2] * (zf - 0.2) * 1.4, 2.0) & inner] = t["fluid"]
     img[_blob(pa, ps, body.aorta[:2], body.aorta[2], 0, 0.05)] = t["blood"]
-    sp = _blob(pa, ps, body.spine[:2], body.spine[2], 0, 0.1)
-    img[sp] = t["bone"]
+    img[_blob(pa, ps, body.spine[:2], body.spine[2], 0, 0.1)] = t["bone"]
     img[_blob(pa, ps, body.spine[:2], body.spine[2] * 0.8, 0, 0.1)] = t["marrow"]
     img[inside & (depth_mm < body.fat_mm + body.muscle_mm)] = t["muscle"]
     img[inside & (depth_mm < body.fat_mm)] = t["fat"]
@@ -157,47 +153,67 @@ def render_sax(spec: PatientSpec, z: float, grid: Grid, rng: np.random.Generator
         d = np.hypot(pa - front[0], ps - (bc[1] - 20))
         img[d < 9] = t["blood"] * 1.4
         img[d < 7] = t["air"]
-    # heart: epicardial fat, RV, LV
-    fat = h.fat * np.clip(1 + 0.8 * np.cos(2 * np.deg2rad(alpha) + h.rv_skew * 3), 0, None) * (1.4 - 0.6 * zf)
+    # organs get extra partial-volume blur and a fine texture (the heart is drawn on top, sharper)
+    img = ndimage.gaussian_filter(img, 1.0) * (1 + 0.06 * _smooth_field(rng, yy.shape, 2) * inside)
+    # heart (evaluated in a window around the LV): epicardial fat, RV, LV, papillary muscles, scar
+    rad = (h.r_base * 1.3 + h.thickness * 1.4 + h.rv_depth + 3.5 + 2.2 * h.fat * 1.4 + 8) / grid.spacing
+    r0, r1 = int(np.clip(center[0] - rad, 0, grid.rows)), int(np.clip(center[0] + rad + 1, 0, grid.rows))
+    c0, c1 = int(np.clip(center[1] - rad, 0, grid.cols)), int(np.clip(center[1] + rad + 1, 0, grid.cols))
+    win = (slice(r0, r1), slice(c0, c1))
+    pa, ps, rho = pa[win], ps[win], rho_full[win]
+    alpha = np.rad2deg(np.arctan2(ps, pa)) % 360.0
+    endo, epi = heart_radii(spec, alpha, z, systole)
+    rvd, _ = _rv_depth(spec, alpha, z)
+    in_span = rvd > 0
+    rv_wall = 2.5 + 1.0 * np.sin(np.deg2rad(alpha) * 5 + spec.index) ** 2
+    fat = h.fat * np.clip(1.6 * np.cos(2 * np.deg2rad(alpha) + h.rv_skew * 3) + 0.3 * np.cos(5 * np.deg2rad(alpha)),
+                          0, None) * (1.4 - 0.6 * zf)
     rv_out = epi + rvd + np.where(in_span, rv_wall, 0.0)
-    heart_env = rho < rv_out + fat + 1.0
-    img[heart_env] = t["fat"]
-    img[in_span & (rho < rv_out)] = t["myo"]
+    sub = img[win]
+    heart_env = rho < rv_out + fat
+    sub[heart_env] = t["fat"]
+    sub[in_span & (rho < rv_out)] = t["myo"]
     rv = in_span & (rho >= epi) & (rho < epi + rvd)
-    img[rv] = t["blood"]
+    sub[rv] = t["blood"]
     myo = (rho >= endo) & (rho < epi)
     blood = rho < endo
-    img[myo] = t["myo"]
-    img[blood] = (t["blood"] * (0.95 + 0.05 * np.cos(np.deg2rad(alpha) + 1.0)))[blood]
+    sub[myo] = t["myo"]
+    sub[blood] = (t["blood"] * (0.95 + 0.05 * np.cos(np.deg2rad(alpha) + 1.0)))[blood]
     if 0.15 < zf < 0.8:
         for ang in h.papillary_deg:
             a = np.deg2rad(ang)
             r_e = heart_radii(spec, ang, z, systole)[0]
             c = (r_e - h.papillary_r * 0.9) * np.array([np.cos(a), np.sin(a)])
-            img[blood & (np.hypot(pa - c[0], ps - c[1]) < h.papillary_r * (1 + systole * 0.3))] = t["myo"]
+            sub[blood & (np.hypot(pa - c[0], ps - c[1]) < h.papillary_r * (1 + systole * 0.3))] = t["myo"]
     trab = blood & (rho > endo - 2.5) & (np.cos(np.deg2rad(alpha) * 23 + 7 * np.sin(np.deg2rad(alpha) * 3)) > 0.6)
-    img[trab] = 0.5 * (t["myo"] + t["blood"])
+    sub[trab] = 0.5 * (t["myo"] + t["blood"])
     depth = np.clip((rho - endo) / (epi - endo), 0, 1)
-    scar_m = mvo_m = np.zeros(yy.shape, bool)
+    scar_w = mvo_w = np.zeros(sub.shape, bool)
     if spec.scar is not None and contrast != "ssfp" and spec.scar.z_lo - 4 < z < spec.scar.z_hi + 4:
         w, wm = scar_weight(spec.scar, alpha, depth, z)
         w, wm = w * myo, wm * myo
-        tex = 1 + 0.12 * _smooth_field(rng, yy.shape, 4)
-        sv = spec.scar.contrast * t["blood"] * tex
-        img = np.where(w > 0, img * (1 - w) + sv * w, img)
-        img = np.where(wm > 0, img * (1 - wm) + (t["myo"] + 0.05) * wm, img)
-        scar_m, mvo_m = w > 0.5, wm > 0.5
+        sv = spec.scar.contrast * t["blood"] * (1 + 0.12 * _smooth_field(rng, sub.shape, 4))
+        sub = np.where(w > 0, sub * (1 - w) + sv * w, sub)
+        sub = np.where(wm > 0, sub * (1 - wm) + (t["myo"] + 0.05) * wm, sub)
+        scar_w, mvo_w = w > 0.5, wm > 0.5
+    img[win] = sub
+
+    def full(m: np.ndarray, dtype=np.uint8) -> np.ndarray:
+        out = np.zeros(yy.shape, dtype)
+        out[win] = m
+        return out
+
     # acquisition: partial volume, texture, coil bias
     img = ndimage.gaussian_filter(img, 0.65)
     img = img * (1 + 0.07 * _smooth_field(rng, yy.shape) * (img != 0))
-    lung_dots = (rng.random(yy.shape) < 0.01) & (np.abs(img - t["lung"]) < 0.02)
-    img += ndimage.gaussian_filter(lung_dots.astype(np.float32), 0.8) * 1.6 * t["blood"]
+    lung_dots = (rng.random(yy.shape) < 0.01) & (np.abs(img - t["lung"]) < 0.02) & inside
+    img += ndimage.gaussian_filter(lung_dots.astype(np.float32), 0.8) * 0.9 * t["blood"]
     yn = np.linspace(-1, 1, grid.rows, dtype=np.float32)[:, None]
     xn = np.linspace(-1, 1, grid.cols, dtype=np.float32)[None, :]
     b = body.bias
     img = img * np.exp(b[0] * yn + b[1] * xn + b[2] * yn * xn - 0.4 * abs(b[3]) * (yn**2 + xn**2))
     if body.ghost > 0:
-        src = ndimage.gaussian_filter(img * heart_env, 2.0)
+        src = ndimage.gaussian_filter(img * full(heart_env, np.float32), 2.0)
         axis = 0 if grid.rows <= grid.cols else 1
         sh = img.shape[axis] // 3
         img = img + body.ghost * (np.roll(src, sh, axis) + np.roll(src, -sh, axis))
@@ -219,9 +235,9 @@ def render_sax(spec: PatientSpec, z: float, grid: Grid, rng: np.random.Generator
             r_epi = float(heart_radii(spec, a_deg, z, systole)[1])
             d = r_epi * (np.cos(np.deg2rad(a_deg)) * ant + np.sin(np.deg2rad(a_deg)) * sep) / grid.spacing
             pts.append([float(center[0] + d[0]), float(center[1] + d[1])])
-        truth = {"myocardium": myo.astype(np.uint8), "blood_pool": blood.astype(np.uint8), "rv": rv.astype(np.uint8),
-                 "scar": scar_m.astype(np.uint8), "mvo": mvo_m.astype(np.uint8), "rvip_px": pts,
-                 "lv_center_px": [float(center[0]), float(center[1])], "alpha_deg": alpha}
+        truth = {"myocardium": full(myo), "blood_pool": full(blood), "rv": full(rv), "scar": full(scar_w),
+                 "mvo": full(mvo_w), "rvip_px": pts, "lv_center_px": [float(center[0]), float(center[1])],
+                 "alpha_deg": full(alpha, np.float32)}
     return img.astype(np.float32), truth
 
 

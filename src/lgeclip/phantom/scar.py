@@ -140,23 +140,23 @@ def draw_scar(rng: np.random.Generator, pattern: str, heart: HeartSpec, z_slices
             z_lo, z_hi = rng.uniform(0.0, 0.3) * L, rng.uniform(0.45, 0.8) * L
         tmax = float(rng.choice([rng.uniform(0.25, 0.5), rng.uniform(0.5, 0.85), rng.uniform(0.9, 1.3)]))
         mvo = bool(tmax > 0.7 and rng.random() < 0.35)
-        contrast = rng.uniform(0.8, 1.6)
+        contrast = rng.uniform(1.2, 2.0) if rng.random() < 0.75 else rng.uniform(0.8, 1.2)
     elif pattern == "mid-wall":
         centers, hw = [aa + heart.rvip_span / 2 + rng.normal(0, 8)], heart.rvip_span / 2 - rng.uniform(0, 15)
         z_lo, z_hi = rng.uniform(0.0, 0.25) * L, rng.uniform(0.45, 0.75) * L
-        tmax, band, contrast = rng.uniform(0.12, 0.22), rng.uniform(0.4, 0.6), rng.uniform(0.6, 1.3)
+        tmax, band, contrast = rng.uniform(0.16, 0.3), rng.uniform(0.4, 0.6), rng.uniform(0.9, 1.7)
         patchy = float(rng.choice([0.0, rng.uniform(0.0, 0.3)]))
     elif pattern == "subepicardial":
         centers, hw = [aa + 205 + rng.normal(0, 12)], rng.uniform(35, 65)
         z_lo, z_hi = rng.uniform(0.0, 0.3) * L, rng.uniform(0.45, 0.8) * L
-        tmax, contrast = rng.uniform(0.25, 0.5), rng.uniform(0.6, 1.3)
+        tmax, contrast = rng.uniform(0.25, 0.5), rng.uniform(0.8, 1.7)
         patchy = float(rng.choice([0.0, rng.uniform(0.0, 0.35)]))
     elif pattern == "rvip":
         which = rng.choice(["ant", "inf", "both"], p=[0.25, 0.45, 0.3])
         centers = [c for c, k in ((aa + 6, "ant"), (ai - 6, "inf")) if which in (k, "both")]
         hw = rng.uniform(10, 20)
         z_lo, z_hi = rng.uniform(0.0, 0.3) * L, rng.uniform(0.45, 0.8) * L
-        tmax, band, contrast = rng.uniform(0.25, 0.4), rng.uniform(0.4, 0.6), rng.uniform(0.6, 1.2)
+        tmax, band, contrast = rng.uniform(0.25, 0.4), rng.uniform(0.4, 0.6), rng.uniform(0.8, 1.6)
         patchy = float(rng.uniform(0.0, 0.3))
     else:
         raise ValueError(f"unknown scar pattern {pattern!r}")

@@ -220,16 +220,16 @@ def _body(rng: np.random.Generator, sex: str) -> BodySpec:
          "fluid": rng.uniform(-0.2, -0.05), "bone": rng.uniform(0.3, 0.45), "marrow": rng.uniform(0.6, 0.9),
          "mediastinum": rng.uniform(0.35, 0.55), "spleen": rng.uniform(0.55, 0.75)}
     return BodySpec(
-        center=[float(rng.normal(-72, 8)), float(rng.normal(35, 10))],
-        axes=[float(rng.uniform(115, 140) * big), float(rng.uniform(155, 190) * big)],
+        center=[float(rng.normal(-50, 6)), float(rng.normal(30, 10))],
+        axes=[float(rng.uniform(100, 118) * big), float(rng.uniform(190, 250) * big)],
         harm=_harm(rng, [2, 3, 4, 5], 0.04), fat_mm=float(rng.uniform(5, 22) * (1.2 if sex == "F" else 1.0)),
         muscle_mm=float(rng.uniform(7, 15)),
-        lung_l=[float(rng.normal(10, 8)), float(rng.normal(-88, 8)), float(rng.uniform(45, 62))],
-        lung_r=[float(rng.normal(20, 10)), float(rng.normal(95, 10)), float(rng.uniform(45, 62))],
+        lung_l=[float(rng.normal(5, 8)), float(rng.normal(-75, 8)), float(rng.uniform(55, 75))],
+        lung_r=[float(rng.normal(15, 10)), float(rng.normal(100, 10)), float(rng.uniform(55, 75))],
         liver=[float(rng.normal(-80, 8)), float(rng.normal(55, 10)), float(rng.uniform(50, 70))],
         stomach=[float(rng.normal(-62, 8)), float(rng.normal(-55, 8)), float(rng.uniform(20, 32))],
-        aorta=[float(rng.normal(-62, 5)), float(rng.normal(-8, 6)), float(rng.uniform(9, 13))],
-        spine=[float(rng.normal(-92, 5)), float(rng.normal(20, 8)), float(rng.uniform(17, 21))],
+        aorta=[float(rng.normal(-68, 5)), float(rng.normal(-12, 6)), float(rng.uniform(9, 13))],
+        spine=[float(rng.normal(-100, 5)), float(rng.normal(15, 8)), float(rng.uniform(17, 21))],
         tissue={k: float(v) for k, v in t.items()}, noise=float(rng.uniform(0.02, 0.07)),
         bias=rng.normal(0, 0.25, 4).tolist(), ghost=float(rng.uniform(0.04, 0.12) if rng.random() < 0.15 else 0.0),
         streak=bool(rng.random() < 0.06), sternal_wires=False)

@@ -24,8 +24,9 @@ Decisions (see also the tests, which pin them):
   forward through commas; weak ones (not, n't, exclude) 6 words and stop at a comma; post-triggers ("not seen",
   "is absent", "none", ": none", "was negative", "excluded") reach 6 words back and stop at a comma. All scopes
   stop at ``;`` ``:`` and at but / however / although / though / whereas / while / except / apart from /
-  other than / "there is". Known limits: "No thrombus, subendocardial LGE ..." in ONE sentence reads negative;
-  "LGE, oedema and infiltration are absent" reads positive (comma stops the post-trigger).
+  other than / "there is". A post-trigger after a plural list crosses its commas ("LGE, oedema and infiltration are
+  absent"); a keyword affirmed after "and" ("no thrombus and LGE is seen") leaves an earlier "no". Known limit:
+  "No thrombus, subendocardial LGE ..." in ONE sentence (comma, no verb) reads negative.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ _HEDGE = re.compile(
     r"be\s+artefactual|be\s+artifactual)|could\s+(?:represent|reflect|indicate|be))|\?", _F)
 _PSEUDO = re.compile(r"\bno\s+(?:significant\s+|interval\s+)?(?:change|increase|doubt)\b|\bnot\s+(?:only|necessarily)\b"
                      r"|\bwithout\s+(?:doubt|change)\b|\bgram[\s-]negative\b", _F)
+# "LGE, oedema and infiltration are absent": a post-trigger after a plural list may cross its commas
+_LIST_POST = re.compile(r"^(?:\s*,\s*[\w -]{1,30}?)*,?\s+(?:and|or|nor)\s+[\w -]{1,30}?\s+(?:are|were)\s+(?:all\s+)?"
+                        r"(?:absent|negative|not\s+(?:seen|present|identified|demonstrated|detected))\b", _F)
+# "no thrombus and subendocardial LGE is seen": an affirmed keyword after "and" leaves the earlier negation's scope
+_AFFIRMED = re.compile(r"^\W*(?:[\w-]+\s+){0,4}?(?:is|are|was|were)\s+(?:also\s+)?(?:seen|present|noted|identified|"
+                       r"demonstrated|evident)\b", _F)
 _PROC_NORMAL = re.compile(r"\b(?:normal|unremarkable|negative)\b", _F)
 
 _RANK = ("positive", "negative", "uncertain", "unavailable", "mentioned")
@@ -133,7 +140,7 @@ def _skip(s: str, a: int, b: int) -> bool:
     """Keyword mentions that are not about myocardial LGE (pericardium, lungs, surgery, ...)."""
     word = s[a:b].lower()
     prev = _PREV_WORD.search(s[:a])
-    prev = prev.group(1) if prev else ""
+    prev = prev.group(1).strip("-") if prev else ""
     if "enhanc" in word or word == "lge":
         return bool(_SKIP_ENH_PREV.match(prev) or _SKIP_ENH_NEXT.match(s[b:]))
     if word.startswith("scar"):
@@ -166,9 +173,14 @@ def _keyword_status(s: str, a: int, b: int, trig: dict) -> str | None:
         return None
     if _NOT_DONE.search(s[k0:k1]):
         return "unavailable"
-    if (_in_window(trig["strong"], s, c0, c1, a, b, 15, True) or _in_window(trig["weak"], s, k0, k1, a, b, 6, True)
+    strong = trig["strong"]
+    if _AFFIRMED.match(s[b:]):  # keep only triggers after the last "and" before the keyword
+        last_and = max((m.end() for m in re.finditer(r"\band\b", s[c0:a], _F)), default=None)
+        strong = [t for t in strong if last_and is None or t[0] >= c0 + last_and]
+    if (_in_window(strong, s, c0, c1, a, b, 15, True) or _in_window(trig["weak"], s, k0, k1, a, b, 6, True)
             or _in_window(trig["immediate"], s, k0, k1, a, b, 1, True)
-            or _in_window(trig["post"], s, k0, k1, a, b, 6, False) or _COLON_POST.match(s[b:])):
+            or _in_window(trig["post"], s, k0, k1, a, b, 6, False) or _COLON_POST.match(s[b:])
+            or _LIST_POST.match(s[b:c1])):
         return "negative"
     if _in_window(trig["hedge"], s, c0, c1, a, b, 8, True) or _in_window(trig["hedge"], s, c0, c1, a, b, 8, False):
         return "uncertain"
@@ -206,7 +218,7 @@ def _reading_text(report_text: str) -> list[str]:
     parts = section_list(report_text)
     if all(name == "other" for name, _ in parts):
         return [report_text]
-    chosen = [body for name, body in parts]
+    chosen = [body for name, body in parts if name in ("findings", "impression")]
     return chosen or [body for name, body in parts if name == "other"]
 
 

@@ -48,7 +48,7 @@ _LINE_HEADER = re.compile(
     rf"^[ \t]*(?:[#*_]+[ \t]*)?(?:{_ALT})[ \t]*[*_]*[ \t]*(?:(?P<sep>:|[-\u2013\u2014](?=\s))[ \t]*|(?=$))",
     re.IGNORECASE,
 )
-_CAPS_HEADER = re.compile(rf"^[ \t]*(?:{_ALT})[ \t]+(?=[A-Z][a-z])")
+_CAPS_HEADER = re.compile(rf"^[ \t]*(?i:{_ALT})[ \t]+(?=[A-Z][a-z])")
 _INLINE_HEADER = re.compile(rf"(?<=[.!?])[ \t]+(?:{_ALT})[ \t]*:[ \t]*", re.IGNORECASE)
 
 

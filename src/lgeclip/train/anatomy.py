@@ -41,7 +41,7 @@ def _seg_loop() -> LoopCfg:
 
 def _landmark_loop() -> LoopCfg:
     return LoopCfg(epochs=12, batch_size=16, lr=1e-3, weight_decay=1e-4, warmup_steps=20, bf16=True,
-                   channels_last=True, monitor="val_rvip_mm_median", monitor_mode="min", max_steps=500, log_every=20)
+                   channels_last=True, monitor="val_rvip_mm_median", monitor_mode="min", max_steps=300, log_every=20)
 
 
 @dataclass

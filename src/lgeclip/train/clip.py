@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ from lgeclip.models.losses import ClassifierLoss, CocaLoss, caption_ids_from_tex
 from lgeclip.models.zeroshot import ZeroShotClassifier
 from lgeclip.train.loop import LoopCfg, fit
 from lgeclip.train.task import Task, to_device
+from lgeclip.utils import get_logger
 
 
 @dataclass
@@ -85,7 +87,8 @@ def load_train_config(recipe: str | Path | None, overrides: list[str] | None = N
             if sec.get("vision_init") == "segmentation" and not sec.get("vision_init_path"):
                 if not seg_run:
                     raise ValueError(f"{section}.vision_init=segmentation needs vision_init_path, and {cache} "
-                                     "records no seg_run (built with --oracle?)")
+                                     f"records no seg_run (oracle-built cache?): pass {section}.vision_init_path="
+                                     f"<seg run> or {section}.vision_init=random")
                 sec["vision_init_path"] = str(seg_run)
     return from_dict(ClipTrainCfg, data)
 
@@ -128,15 +131,21 @@ def patient_table(records: list, p: np.ndarray, how: str = "max") -> dict[str, d
 
 
 def validation_metrics(records: list, p: np.ndarray, cfg: EvalCfg) -> dict[str, float]:
-    """Patient-level (report label) and slice-level (pixel truth, where known) metrics."""
+    """Patient-level (report label) and slice-level (pixel truth, where known) metrics.
+
+    ``score`` = (patient balanced accuracy + patient AUROC) / 2, the default model-selection metric: balanced
+    accuracy at the fixed threshold is the paper's metric but ties constantly on a small validation split;
+    the threshold-free AUROC breaks those ties. Undefined values (one class absent) are reported as 0."""
     pats = patient_table(records, p, cfg.aggregation)
     known = [d for d in pats.values() if d["label"] in ("positive", "negative")]
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"balanced_accuracy": float("nan"), "auroc": float("nan")}
     if known:
         m = binary_metrics(np.array([d["label"] == "positive" for d in known]),
                            np.array([d["p_lge"] for d in known]), cfg.threshold)
         out.update(balanced_accuracy=m.balanced_accuracy, auroc=m.auroc, sensitivity=m.sensitivity,
                    specificity=m.specificity)
+    out["score"] = 0.5 * (np.nan_to_num(out["balanced_accuracy"]) + np.nan_to_num(out["auroc"]))
+    out["mean_p_lge"] = float(np.mean(p)) if len(p) else float("nan")
     st = [(r.scar_truth, pi) for r, pi in zip(records, p, strict=True) if r.scar_truth is not None]
     if st:
         ms = binary_metrics(np.array([t for t, _ in st]), np.array([q for _, q in st]), cfg.threshold)
@@ -155,7 +164,11 @@ class ClipTask(Task):
                      else ClassifierLoss(cfg.classifier.pos_weight))
 
     def build_model(self) -> nn.Module:
-        return create_model(self.cfg.model if self.cfg.task == "clip" else self.cfg.classifier)
+        model = create_model(self.cfg.model if self.cfg.task == "clip" else self.cfg.classifier)
+        report = getattr(model, "init_report", None)
+        if report is not None and os.environ.get("RANK", "0") == "0":
+            get_logger("lgeclip.train").info(report.summary())
+        return model
 
     def train_dataset(self) -> ClipPairs:
         recs = split_records(self.cache, self.cfg.data.train_splits)
@@ -163,7 +176,8 @@ class ClipTask(Task):
             recs = [r for r in recs if r.label in ("positive", "negative")]
         if not recs:
             raise ValueError(f"{self.cache}: no training slices in splits {self.cfg.data.train_splits}")
-        return ClipPairs(recs, self.cfg.data, train=True, seed=self.cfg.loop.seed)
+        return ClipPairs(recs, self.cfg.data, train=True, seed=self.cfg.loop.seed,
+                         require_caption=self.cfg.task == "clip")
 
     def val_dataset(self) -> ClipPairs | None:
         recs = split_records(self.cache, [self.cfg.data.val_split])
@@ -197,4 +211,27 @@ def train_clip(config: str | Path | None, cache: str | Path, out: str | Path, ov
     cfg = load_train_config(config, overrides, cache)
     task = ClipTask(cfg, cache)
     summary = fit(task, cfg.loop, out, resume=resume)
-    return {"run": str(out), "recipe": cfg.name, "task": cfg.task, **summary}
+    return {**summary, "run": str(out), "recipe": cfg.name, "task": cfg.task}
+
+
+def load_run_config(run: str | Path) -> ClipTrainCfg:
+    """The resolved ``ClipTrainCfg`` of a run folder (from its ``config.yaml``; no file but YAML is read)."""
+    import yaml
+
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no config.yaml (not a training run folder)")
+    task = dict(yaml.safe_load(path.read_text())["task"])
+    task.pop("cache", None)
+    return from_dict(ClipTrainCfg, task, "config.yaml task")
+
+
+def load_run_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[ClipTrainCfg, nn.Module]:
+    """``(cfg, model)`` of a run folder: the model rebuilt from ``config.yaml`` (no vision init, nothing
+    downloaded) with ``model.safetensors`` loaded strictly, in eval mode."""
+    from lgeclip.train.checkpoint import load_model_weights
+
+    cfg = load_run_config(run)
+    model = create_model(cfg.model if cfg.task == "clip" else cfg.classifier, init_weights=False)
+    load_model_weights(model, Path(run) / "model.safetensors", strict=True)
+    return cfg, model.to(device).eval()

@@ -142,11 +142,12 @@ def _build_optimizer(groups: list, cfg: LoopCfg) -> torch.optim.Optimizer:
     return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2))
 
 
-def _detect_unused(task: Task, model: nn.Module, dataset, n: int, info: dist.DistInfo, autocast) -> bool:
+def _detect_unused(task: Task, model: nn.Module, dataset, n: int, info: dist.DistInfo, autocast,
+                   channels_last: bool) -> bool:
     """One side-effect-free probe step: does any trainable parameter get no gradient (on any rank)?"""
     rng = rng_state(info.device)
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    batch = to_device(task.collate([dataset[i] for i in range(min(n, len(dataset)))]), info.device)
+    batch = to_device(task.collate([dataset[i] for i in range(min(n, len(dataset)))]), info.device, channels_last)
     model.train()
     with autocast():
         out = task.training_step(model, batch)
@@ -297,7 +298,7 @@ def _fit(task, cfg, out, info, per_rank_bs, ckpt, extra_config, log, tb, t_start
     if info.distributed:
         fup = cfg.find_unused_parameters
         if fup is None:
-            fup = _detect_unused(task, model, train_ds, per_rank_bs, info, autocast)
+            fup = _detect_unused(task, model, train_ds, per_rank_bs, info, autocast, cfg.channels_last)
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                               find_unused_parameters=fup)
     n_params = sum(p.numel() for p in params)

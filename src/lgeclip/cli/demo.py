@@ -1,0 +1,224 @@
+"""`lgeclip demo`: the whole chain on a phantom cohort (and on EMIDEC when present), with a results table.
+
+phantom -> ingest -> anatomy nets (+ their evaluation) -> preprocess -> train proposed + image-only
+(CPU recipe) -> evaluate on held-out patients -> predict a few held-out studies -> results.json + figures.
+EMIDEC (``$LGECLIP_EMIDEC`` or ../shared/data/emidec_png): ingest with label-derived reports -> preprocess
+with the anatomy nets -> train proposed + image-only on its training patients -> evaluate its test patients.
+Every stage writes its folder under ``OUT`` and a stage whose output already exists is reused, so an
+interrupted demo continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lgeclip.utils import atomic_write_json, emidec_root
+
+REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+@dataclass
+class DemoPlan:
+    """Sizes and recipes of one demo run (``full`` for the README's main job, ``quick`` for tests)."""
+
+    patients: int = 160
+    seg_recipe: str = "seg.yaml"
+    landmarks_recipe: str = "landmarks.yaml"
+    train_recipe: str = "cpu"
+    image_only_recipe: str = "image_only"
+    emidec_recipe: str = "cpu"
+    emidec_image_only_recipe: str = "image_only"
+    emidec_cases: int = 0  # 0 = all cases
+    emidec_overrides: tuple[str, ...] = ()
+    predict_studies: int = 4
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def quick(cls) -> DemoPlan:
+        smoke = ("loop.max_steps=4", "loop.epochs=1")
+        return cls(patients=12, seg_recipe="seg_smoke.yaml", landmarks_recipe="landmarks_smoke.yaml",
+                   train_recipe="smoke", image_only_recipe="smoke_image_only", emidec_recipe="smoke",
+                   emidec_image_only_recipe="smoke_image_only", emidec_cases=8, emidec_overrides=smoke,
+                   predict_studies=2)
+
+
+class _Stages:
+    """Runs named stages with a heading and a timing line; skips a stage whose marker file exists."""
+
+    def __init__(self, out: Path, console: Console) -> None:
+        self.out, self.console, self.times = out, console, {}
+
+    def run(self, name: str, marker: Path, fn, *args, **kwargs):
+        self.console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        if marker.exists():
+            self.console.print(f"reusing {marker.relative_to(self.out)}")
+            result = None
+        else:
+            result = fn(*args, **kwargs)
+        self.times[name] = round(time.perf_counter() - t0, 1)
+        self.console.print(f"[dim]{name}: {self.times[name]} s")
+        return result
+
+
+def _emidec_subset(root: Path, out: Path, n_cases: int) -> Path:
+    """A folder with the EMIDEC layout holding symlinks to the first ``n_cases`` cases (nothing copied)."""
+    if n_cases <= 0:
+        return root
+    sub = out / "emidec_subset"
+    if sub.exists():
+        return sub
+    cases = sorted({p.name.split("_slice")[0] for p in (root / "train").glob("Case_*.png")})
+    pick = set(cases[: n_cases // 2] + cases[-(n_cases - n_cases // 2):])  # both N and P cases
+    for img_dir, lab_dir in (("train", "trainannot"), ("val", "valannot")):
+        for d in (img_dir, lab_dir):
+            (sub / d).mkdir(parents=True, exist_ok=True)
+        for p in (root / img_dir).glob("Case_*.png"):
+            if p.name.split("_slice")[0] in pick:
+                os.symlink(p.resolve(), sub / img_dir / p.name)
+                os.symlink((root / lab_dir / p.name).resolve(), sub / lab_dir / p.name)
+    return sub
+
+
+def _held_out_studies(phantom: Path, cache: Path, n: int) -> list[Path]:
+    """DICOM study folders of up to ``n`` test-split phantom patients (both labels when possible)."""
+    from lgeclip.io.cohort import patient_key
+    from lgeclip.preprocess.cache import read_cache
+
+    test = {r.patient_key: r.label for r in read_cache(cache) if r.split == "test"}
+    rows = []
+    truth_csv = phantom / "cohort_truth.csv"
+    import csv
+
+    with truth_csv.open(newline="") as f:
+        for row in csv.DictReader(f):
+            key = patient_key(row["patient_id"])
+            if key in test:
+                rows.append((test[key], phantom / "dicom" / row["study_folder"]))
+    pos = [p for lab, p in rows if lab == "positive"]
+    neg = [p for lab, p in rows if lab != "positive"]
+    picked = [x for pair in zip(pos, neg, strict=False) for x in pair] + pos[len(neg):] + neg[len(pos):]
+    return picked[:n]
+
+
+def _train_and_evaluate(stages: _Stages, label: str, cache: Path, runs: Path, recipes: dict[str, str],
+                        overrides: tuple[str, ...]) -> dict:
+    from lgeclip.eval.evaluate import evaluate_run
+    from lgeclip.train.clip import train_clip
+
+    results = {}
+    for name, recipe in recipes.items():
+        run = runs / name
+        stages.run(f"{label}: train {name} ({recipe})", run / "run.json", train_clip, recipe, cache, run,
+                   overrides=list(overrides))
+        summary = evaluate_run(run, cache, split="test")
+        results[name] = summary
+    return results
+
+
+def _print_table(console: Console, results: dict) -> None:
+    table = Table(title="lgeclip demo: held-out patients (zero-shot for proposed; supervised for image-only)")
+    for col in ("cohort", "model", "patients", "balanced acc.", "AUROC", "sens.", "spec.", "slice bal. acc."):
+        table.add_column(col)
+    for cohort, models in results.items():
+        if not isinstance(models, dict):
+            continue
+        for name, s in models.items():
+            if not isinstance(s, dict) or "balanced_accuracy" not in s:
+                continue
+
+            def f(k: str, s=s) -> str:
+                v = s.get(k)
+                return "—" if v is None or v != v else f"{v:.3f}"
+
+            table.add_row(cohort, name, str(s.get("n_patients", "")), f("balanced_accuracy"), f("auroc"),
+                          f("sensitivity"), f("specificity"), f("slice_balanced_accuracy"))
+    console.print(table)
+
+
+def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> dict:
+    """Run the end-to-end demo into ``out``; returns (and writes) ``results.json``."""
+    from lgeclip.eval.figures import plot_training_curves
+    from lgeclip.eval.anatomy import evaluate_anatomy
+    from lgeclip.infer.predict import predict_studies
+    from lgeclip.io.emidec import ingest_emidec
+    from lgeclip.io.ingest import ingest_dicom
+    from lgeclip.phantom import generate_cohort
+    from lgeclip.preprocess.cache import build_cache
+    from lgeclip.synth.preview import synth_preview
+    from lgeclip.train.anatomy import train_landmarks, train_segmentation
+
+    plan = plan or (DemoPlan.quick() if quick else DemoPlan())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    console.print(f"[bold]lgeclip demo[/bold] ({'quick' if quick else 'full'}) -> {out}")
+    t_start = time.perf_counter()
+    st = _Stages(out, console)
+    runs, figs = out / "runs", out / "figures"
+    figs.mkdir(exist_ok=True)
+    phantom, cohort, cache = out / "phantom", out / "cohort", out / "cache"
+
+    st.run("phantom cohort", phantom / "phantom.json", generate_cohort, phantom, patients=plan.patients, seed=0,
+           workers=2)
+    st.run("ingest", cohort / "manifest.csv", ingest_dicom, phantom / "dicom", phantom / "reports.csv", cohort,
+           truth=phantom / "truth")
+
+    emidec = emidec_root()
+    em_cohort = out / "emidec_cohort"
+    seg_cohorts = [cohort]
+    if emidec is not None:
+        st.run("ingest EMIDEC", em_cohort / "manifest.csv", ingest_emidec, _emidec_subset(emidec, out,
+               plan.emidec_cases), em_cohort)
+        seg_cohorts.append(em_cohort)
+    else:
+        console.print("EMIDEC not found (set LGECLIP_EMIDEC): the demo runs on the phantom only")
+
+    seg, lm = runs / "seg", runs / "landmarks"
+    st.run("train segmentation net", seg / "encoder.safetensors", train_segmentation, seg_cohorts, seg,
+           config=REPO_CONFIGS / "anatomy" / plan.seg_recipe)
+    st.run("train RVIP net", lm / "run.json", train_landmarks, [cohort], lm,
+           config=REPO_CONFIGS / "anatomy" / plan.landmarks_recipe)
+    anatomy = {"phantom": evaluate_anatomy(seg, lm, cohort, out=out / "anatomy_eval" / "phantom", split="test")}
+    if emidec is not None:
+        anatomy["emidec"] = evaluate_anatomy(seg, lm, em_cohort, out=out / "anatomy_eval" / "emidec", split="test")
+
+    st.run("preprocess", cache / "cache.json", build_cache, cohort, seg, lm, cache)
+    synth_preview([cache], figs / "synth_preview.png", n=4, seed=0)
+
+    results: dict = {"plan": asdict(plan), "anatomy": anatomy}
+    recipes = {"proposed": plan.train_recipe, "image_only": plan.image_only_recipe}
+    results["phantom"] = _train_and_evaluate(st, "phantom", cache, runs, recipes, plan.overrides)
+
+    if emidec is not None:
+        em_cache = out / "emidec_cache"
+        st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_cohort, seg, lm, em_cache)
+        em_recipes = {"emidec_proposed": plan.emidec_recipe, "emidec_image_only": plan.emidec_image_only_recipe}
+        em = _train_and_evaluate(st, "EMIDEC", em_cache, runs, em_recipes, plan.emidec_overrides)
+        results["emidec"] = {k.removeprefix("emidec_"): v for k, v in em.items()}
+
+    studies = _held_out_studies(phantom, cache, plan.predict_studies)
+    pred_in = out / "predict_input"
+    if pred_in.exists():
+        shutil.rmtree(pred_in)
+    pred_in.mkdir()
+    for s in studies:
+        os.symlink(s.resolve(), pred_in / s.name)
+    st.run("predict held-out studies", out / "predict" / "summary.json", predict_studies, pred_in, runs / "proposed",
+           out / "predict")
+    plot_training_curves({n: runs / n for n in ("proposed", "image_only")}, figs / "training_curves.png")
+
+    results["timings_s"] = {**st.times, "total": round(time.perf_counter() - t_start, 1)}
+    atomic_write_json(out / "results.json", results)
+    _print_table(console, results)
+    console.print(f"results: {out / 'results.json'}; figures: {figs}; predictions: {out / 'predict'}")
+    console.print(f"total time {results['timings_s']['total']} s")
+    return json.loads((out / "results.json").read_text())

@@ -1,0 +1,148 @@
+"""Two-pass anatomy inference: view geometry, mapping back to the native grid (with fake nets), evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lgeclip.anatomy.predictor import (
+    AnatomyPredictor,
+    LandmarkNetCfg,
+    NoLVError,
+    SegNetCfg,
+    ViewCfg,
+    crop_geometry,
+    whole_image_geometry,
+)
+from lgeclip.anatomy.types import AnatomyResult
+from lgeclip.data.anatomy import ring_slice, write_ring_cohort
+from lgeclip.eval.anatomy import dice, evaluate_anatomy
+from lgeclip.io.cohort import load_slice, save_slice
+
+torch.set_num_threads(1)
+VIEW_POINTS = torch.tensor([[40.3, 70.6], [88.2, 52.4]])  # where the fake landmark net puts its peaks
+
+
+class FakeSeg(nn.Module):
+    """Classifies a clean ring slice by intensity (view values in [0, 1]): background (and padding) 0, myocardium
+    0.375, blood pool 1; intensity order matches adjacency, so interpolation creates no spurious class."""
+
+    def __init__(self, empty: bool = False) -> None:
+        super().__init__()
+        self.empty = empty
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blood, myo = (x >= 0.69).float(), ((x > 0.19) & (x < 0.69)).float()
+        if self.empty:
+            blood, myo = torch.zeros_like(x), torch.zeros_like(x)
+        return 20.0 * torch.cat([1 - blood - myo, blood, myo], dim=1)  # (B, 3, S, S) logits
+
+
+class FakeLandmarks(nn.Module):
+    """Quadratic logits peaking at fixed view points, whatever the input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        r = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+        c = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+        p = VIEW_POINTS.view(1, 2, 2, 1, 1)
+        d2 = (r - p[:, :, 0]) ** 2 + (c - p[:, :, 1]) ** 2
+        return (-d2 / 8.0).expand(b, -1, -1, -1)  # (B, 2, S, S)
+
+
+def fake_predictor(empty: bool = False) -> AnatomyPredictor:
+    view = ViewCfg(size=128, pixel_mm=1.0, percentiles=(0.0, 100.0))
+    return AnatomyPredictor(FakeSeg(empty), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu")
+
+
+def clean_ring(seed: int, shape=(150, 130), spacing=2.0) -> dict:
+    arr = ring_slice(np.random.default_rng(seed), shape=shape, spacing=spacing, noise=0.0)
+    arr["image"] = (200.0 + 300.0 * arr["myocardium"] + 800.0 * arr["blood_pool"]).astype(np.float32)
+    return arr
+
+
+def clean_cohort(cohort):
+    """Give every slice of a ring cohort the clean intensities FakeSeg understands."""
+    for path in cohort.glob("slices/*/*.npz"):
+        arr = load_slice(path)
+        image, sp = arr.pop("image"), tuple(arr.pop("spacing_mm"))
+        image = 200.0 + 300.0 * arr["myocardium"] + 800.0 * arr["blood_pool"]
+        save_slice(path, image, sp, **arr)
+    return cohort
+
+
+def test_crop_geometry_roundtrip_and_sampling():
+    g = crop_geometry((70.2, 40.7), (1.6, 2.0), size=64, pixel_mm=1.5, angle_deg=33.0, flip_lr=True)
+    pts = np.array([[3.0, 4.0], [60.5, 12.25]])
+    np.testing.assert_allclose(g.to_view(g.to_native(pts)), pts, atol=1e-9)
+    np.testing.assert_allclose(g.to_native([[31.5, 31.5]])[0], (70.2, 40.7), atol=1e-9)  # centre pixel on centre
+    # a bright native pixel lands where to_view says
+    img = np.zeros((140, 100), np.float32)
+    img[80, 50] = 1.0
+    v = g.sample(img, order=1, antialias=False)
+    peak = np.unravel_index(np.argmax(v), v.shape)
+    assert np.hypot(*(np.array(peak) - g.to_view([[80.0, 50.0]])[0])) < 1.0
+
+
+def test_whole_image_geometry_covers_the_field():
+    g = whole_image_geometry((120, 200), (1.5, 1.5), size=128)
+    corners = g.to_native([[-0.5, -0.5], [127.5, 127.5]])
+    np.testing.assert_allclose(corners[:, 1], [-0.5, 199.5], atol=1e-6)  # the long side fills the view
+    assert corners[0, 0] < -0.5 and corners[1, 0] > 119.5  # the short side is padded
+
+
+@pytest.mark.parametrize("spacing", [(2.0, 2.0), (1.8, 2.3)])
+def test_two_pass_maps_ring_back_to_native(spacing):
+    arr = clean_ring(1)
+    res = fake_predictor().predict(arr["image"], spacing)
+    assert isinstance(res, AnatomyResult) and res.shape == arr["image"].shape
+    assert dice(res.myocardium, arr["myocardium"]) > 0.9
+    assert dice(res.blood_pool, arr["blood_pool"]) > 0.95
+    rr, cc = np.nonzero(arr["blood_pool"])
+    assert np.hypot(res.lv_center[0] - rr.mean(), res.lv_center[1] - cc.mean()) < 0.5
+    # points: view -> native by the pass-2 crop affine around the final centre (1 mm pixels)
+    expected = np.asarray(res.lv_center) + (VIEW_POINTS.numpy() - 63.5) * 1.0 / np.asarray(spacing)
+    np.testing.assert_allclose(res.rvip, expected, atol=0.05)
+
+
+def test_predict_batch_matches_single_and_reports_failures():
+    pred = fake_predictor()
+    a, b = clean_ring(2), clean_ring(3, shape=(128, 160), spacing=1.7)
+    batch = pred.predict_batch([(a["image"], 2.0), (b["image"], 1.7)])
+    single = pred.predict(b["image"], (1.7, 1.7))
+    np.testing.assert_array_equal(batch[1].myocardium, single.myocardium)
+    np.testing.assert_allclose(batch[1].rvip, single.rvip, atol=1e-4)
+    blank = np.zeros((96, 96), np.float32)
+    with pytest.raises(ValueError, match="no LV found"):
+        pred.predict_batch([(a["image"], 2.0), (blank, 2.0)], names=["a", "blank"])
+    out = pred.predict_batch([(a["image"], 2.0), (blank, 2.0)], errors="none")
+    assert out[0] is not None and out[1] is None
+    with pytest.raises(NoLVError, match="slice 0: no LV found"):
+        fake_predictor(empty=True).predict(a["image"], 2.0)
+
+
+def test_evaluate_anatomy_with_fake_nets(tmp_path):
+    cohort = clean_cohort(write_ring_cohort(tmp_path / "rings", n_patients=5, slices_per_patient=2, seed=4))
+    emidec_like = clean_cohort(write_ring_cohort(tmp_path / "no_rvip", n_patients=3, slices_per_patient=1, seed=5,
+                                                 with_rvip=False))
+    seg_run = tmp_path / "seg"
+    seg_run.mkdir()
+    (seg_run / "config.yaml").write_text("task:\n  data:\n    split_seed: 0\n    split_fractions: [0.4, 0.2, 0.4]\n")
+    pred = fake_predictor()
+    res = evaluate_anatomy(seg_run, tmp_path / "lm", cohort, out=tmp_path / "eval", split="test", predictor=pred)
+    assert res["n_slices"] == 4 and res["n_patients"] == 2 and res["n_failed"] == 0
+    assert res["dice_myo_mean"] > 0.9
+    assert res["rvip_mm"]["anterior"]["n"] == 4 and res["rvip_mm"]["pooled"]["n"] == 8
+    saved = json.loads((tmp_path / "eval" / "anatomy_eval.json").read_text())
+    assert saved["dice_myo_per_patient"] == res["dice_myo_per_patient"]
+    assert (tmp_path / "eval" / "anatomy_grid.png").stat().st_size > 1000
+    assert (tmp_path / "eval" / "per_slice.csv").read_text().count("\n") == 5
+    res2 = evaluate_anatomy(seg_run, tmp_path / "lm", emidec_like, out=tmp_path / "eval2", split="all", predictor=pred)
+    assert res2["n_slices"] == 3 and res2["rvip_mm"]["pooled"]["n"] == 0 and res2["rvip_mm"]["pooled"]["median"] is None
+    assert (tmp_path / "eval2" / "anatomy_grid.png").is_file()
+    with pytest.raises(ValueError, match="split"):
+        evaluate_anatomy(seg_run, tmp_path / "lm", cohort, split="bogus", predictor=pred)

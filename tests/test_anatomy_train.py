@@ -1,0 +1,138 @@
+"""Anatomy-net training: recipes, samples, tiny runs that learn, run folders that rebuild the predictor."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from monai.networks.nets import DenseNet121
+
+from lgeclip.anatomy.predictor import AnatomyPredictor, ViewCfg
+from lgeclip.anatomy.types import AnatomyResult
+from lgeclip.config import load_config
+from lgeclip.data.anatomy import (
+    AnatomyAugCfg,
+    AnatomyDataCfg,
+    LandmarkDataset,
+    SegmentationDataset,
+    load_anatomy_slices,
+    write_ring_cohort,
+)
+from lgeclip.io.cohort import load_slice
+from lgeclip.train.anatomy import LandmarkTrainCfg, SegTrainCfg, train_landmarks, train_segmentation
+from lgeclip.utils import load_tensors
+
+torch.set_num_threads(1)
+RECIPES = Path(__file__).resolve().parents[1] / "configs" / "anatomy"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_recipes_load(name):
+    cls = SegTrainCfg if name.startswith("seg") else LandmarkTrainCfg
+    cfg = load_config(cls, RECIPES / name)
+    assert cfg.view.size % 32 == 0
+    if name in ("seg.yaml", "landmarks.yaml"):  # the recipe files and the dataclass defaults agree
+        assert cfg == cls()
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anatomy")
+    with_rvip = write_ring_cohort(root / "rings", n_patients=10, slices_per_patient=2, seed=7)
+    no_rvip = write_ring_cohort(root / "emidec_like", n_patients=4, slices_per_patient=2, seed=8, with_rvip=False)
+    return root, with_rvip, no_rvip
+
+
+def test_samples_deterministic_and_flips_keep_names(cohorts):
+    _, rings, _ = cohorts
+    view = ViewCfg(size=64, pixel_mm=2.0)
+    slices, stats = load_anatomy_slices([rings], True, AnatomyDataCfg(), view)
+    assert stats["n_slices"] == 20 and len(slices) == 20
+    ds = LandmarkDataset(slices, view, AnatomyAugCfg(), train=True, seed=3)
+    a, b = ds[5], ds[5]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["points"], b["points"])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[5]["image"], a["image"])
+    s = slices[0]
+    assert s.rvip[0, 0] < s.rvip[1, 0]  # the anterior RVIP is the upper one in the native image
+    plain = dict(jitter_mm=0.0, rotate_deg=0.0, zoom=(1.0, 1.0), noise_std=0.0)
+    for flip_lr, flip_ud in ((1.0, 0.0), (0.0, 1.0)):
+        item = LandmarkDataset([s], view, AnatomyAugCfg(flip_lr_prob=flip_lr, flip_ud_prob=flip_ud, **plain),
+                               train=True)[0]
+        pts = item["points"].numpy()
+        mid = (view.size - 1) / 2
+        expect = (s.rvip - np.asarray(s.center)) * np.asarray(s.spacing) / view.pixel_mm
+        expect = expect * np.array([-1.0 if flip_ud else 1.0, -1.0 if flip_lr else 1.0]) + mid
+        np.testing.assert_allclose(pts, expect, atol=1e-4)  # point 0 stays the anterior RVIP, it only moves
+    seg = SegmentationDataset(slices, view, AnatomyAugCfg(), train=False)[0]
+    assert seg["image"].shape == (1, 64, 64) and seg["label"].dtype == torch.int64
+    area_mm2 = (seg["label"] == 2).sum().item() * view.pixel_mm**2
+    truth_mm2 = (s.labels == 2).sum() * s.spacing[0] * s.spacing[1]
+    assert abs(area_mm2 - truth_mm2) / truth_mm2 < 0.15
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [float(r["train_loss"]) for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def runs(cohorts):
+    root, rings, no_rvip = cohorts
+    seg = train_segmentation([rings, no_rvip], root / "seg", config=RECIPES / "seg_smoke.yaml")
+    lm = train_landmarks([rings, no_rvip], root / "lm", config=RECIPES / "landmarks_smoke.yaml",
+                         overrides=["loop.max_steps=12", "loop.epochs=4"])
+    return root, seg, lm
+
+
+def test_segmentation_run_learns_and_writes_folder(runs):
+    root, seg, _ = runs
+    run = root / "seg"
+    for name in ("config.yaml", "model.safetensors", "metrics.csv", "encoder.safetensors", "split.json"):
+        assert (run / name).is_file(), name
+    losses = _losses(run)
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    enc = load_tensors(run / "encoder.safetensors")
+    assert sorted(enc) == sorted(DenseNet121(spatial_dims=2, in_channels=1, out_channels=1).features.state_dict())
+    model = load_tensors(run / "model.safetensors")
+    assert torch.equal(enc["conv0.weight"], model["encoder.conv0.weight"])
+    split = json.loads((run / "split.json").read_text())
+    assert split["split_seed"] == 0 and len(split["cohorts"]) == 2
+    assert seg["skipped"][str(root / "emidec_like")]["no_rvip"] == 0  # the seg net uses slices without RVIPs
+
+
+def test_landmark_run_learns_and_counts_skips(runs):
+    root, _, lm = runs
+    losses = _losses(root / "lm")
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    skipped = lm["skipped"][str(root / "emidec_like")]
+    split = json.loads((root / "lm" / "split.json").read_text())["cohorts"][str(root / "emidec_like")]
+    n_trainval = 2 * (len(split["patients"]["train"]) + len(split["patients"]["val"]))
+    assert skipped["no_rvip"] == n_trainval > 0
+    cfg = yaml.safe_load((root / "lm" / "config.yaml").read_text())
+    assert cfg["task"]["net"]["loss"] == "softmax_ce" and cfg["task"]["view"]["size"] == 64
+
+
+def test_run_folders_rebuild_the_predictor(runs, cohorts):
+    root, _, _ = runs
+    pred = AnatomyPredictor.from_run_dirs(root / "seg", root / "lm", device="cpu")
+    weights = load_tensors(root / "seg" / "model.safetensors")
+    for k, v in pred.seg_net.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert pred.seg_view.size == 64 and pred.lm_view.pixel_mm == 2.0
+    arr = load_slice(next((cohorts[1] / "slices").glob("*/*.npz")))
+    out = pred.predict_batch([(arr["image"], arr["spacing_mm"])], errors="none")  # barely trained: may find no LV
+    assert out[0] is None or (isinstance(out[0], AnatomyResult) and out[0].shape == arr["image"].shape)
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        AnatomyPredictor.from_run_dirs(root, root / "lm")
+
+
+def test_no_usable_slices_is_an_error(cohorts, tmp_path):
+    _, _, no_rvip = cohorts
+    with pytest.raises(ValueError, match="no usable training slice"):
+        train_landmarks([no_rvip], tmp_path / "lm", config=RECIPES / "landmarks_smoke.yaml")
