@@ -40,6 +40,10 @@ class DemoPlan:
     emidec_overrides: tuple[str, ...] = ()
     predict_studies: int = 4
     overrides: tuple[str, ...] = ()
+    use_emidec: bool = True  # also run the chain on EMIDEC when it is present
+    # preprocess the phantom with its truth anatomy instead of the trained nets (quick: smoke-size nets are
+    # not good enough to find the LV; the anatomy stage still trains and is evaluated)
+    oracle_anatomy: bool = False
 
     @classmethod
     def quick(cls) -> DemoPlan:
@@ -47,7 +51,7 @@ class DemoPlan:
         return cls(patients=12, seg_recipe="seg_smoke.yaml", landmarks_recipe="landmarks_smoke.yaml",
                    train_recipe="smoke", image_only_recipe="smoke_image_only", emidec_recipe="smoke",
                    emidec_image_only_recipe="smoke_image_only", emidec_cases=8, emidec_overrides=smoke,
-                   predict_studies=2)
+                   predict_studies=2, use_emidec=False, oracle_anatomy=True)
 
 
 class _Stages:
@@ -146,8 +150,8 @@ def _print_table(console: Console, results: dict) -> None:
 
 def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> dict:
     """Run the end-to-end demo into ``out``; returns (and writes) ``results.json``."""
-    from lgeclip.eval.figures import plot_training_curves
     from lgeclip.eval.anatomy import evaluate_anatomy
+    from lgeclip.eval.figures import plot_training_curves
     from lgeclip.infer.predict import predict_studies
     from lgeclip.io.emidec import ingest_emidec
     from lgeclip.io.ingest import ingest_dicom
@@ -172,14 +176,14 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
     st.run("ingest", cohort / "manifest.csv", ingest_dicom, phantom / "dicom", phantom / "reports.csv", cohort,
            truth=phantom / "truth")
 
-    emidec = emidec_root()
+    emidec = emidec_root() if plan.use_emidec else None
     em_cohort = out / "emidec_cohort"
     seg_cohorts = [cohort]
     if emidec is not None:
         st.run("ingest EMIDEC", em_cohort / "manifest.csv", ingest_emidec, _emidec_subset(emidec, out,
                plan.emidec_cases), em_cohort)
         seg_cohorts.append(em_cohort)
-    else:
+    elif plan.use_emidec:
         console.print("EMIDEC not found (set LGECLIP_EMIDEC): the demo runs on the phantom only")
 
     seg, lm = runs / "seg", runs / "landmarks"
@@ -191,7 +195,8 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
     if emidec is not None:
         anatomy["emidec"] = evaluate_anatomy(seg, lm, em_cohort, out=out / "anatomy_eval" / "emidec", split="test")
 
-    st.run("preprocess", cache / "cache.json", build_cache, cohort, seg, lm, cache)
+    st.run("preprocess" + (" (truth anatomy)" if plan.oracle_anatomy else ""), cache / "cache.json", build_cache,
+           cohort, seg, lm, cache, oracle=plan.oracle_anatomy)
     synth_preview([cache], figs / "synth_preview.png", n=4, seed=0)
 
     results: dict = {"plan": asdict(plan), "anatomy": anatomy}
@@ -213,12 +218,14 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
     for s in studies:
         os.symlink(s.resolve(), pred_in / s.name)
     st.run("predict held-out studies", out / "predict" / "summary.json", predict_studies, pred_in, runs / "proposed",
-           out / "predict")
+           out / "predict", seg_run=seg, landmarks_run=lm)
+    results["predict"] = json.loads((out / "predict" / "summary.json").read_text())
     plot_training_curves({n: runs / n for n in ("proposed", "image_only")}, figs / "training_curves.png")
 
     results["timings_s"] = {**st.times, "total": round(time.perf_counter() - t_start, 1)}
     atomic_write_json(out / "results.json", results)
+    results = json.loads((out / "results.json").read_text())
     _print_table(console, results)
     console.print(f"results: {out / 'results.json'}; figures: {figs}; predictions: {out / 'predict'}")
     console.print(f"total time {results['timings_s']['total']} s")
-    return json.loads((out / "results.json").read_text())
+    return results

@@ -177,12 +177,18 @@ def bench(
     ctx: typer.Context,
     out: Path = typer.Option(Path("bench.json"), help="JSON to write."),
     run: Path | None = typer.Option(None, help="Run folder (default: random weights)."),
+    batch_sizes: str = typer.Option("1,8,32", help="Comma-separated batch sizes."),
+    image_size: int | None = typer.Option(None, help="Input side without a run (default 224, the paper's)."),
+    threads: int | None = typer.Option(None, help="CPU threads (default: torch's; 1 is steadier on shared CPUs)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
 ) -> None:
     """Inference images/s and peak memory, preprocessing and synthetic-scar time."""
     if ctx.invoked_subcommand is None:
         from lgeclip.eval.bench import bench_all
 
-        _print(bench_all(out, run=run))
+        sizes = tuple(int(b) for b in batch_sizes.split(","))
+        _print(bench_all(out, run=run, batch_sizes=sizes, image_size=image_size, num_threads=threads,
+                         device=device))
 
 
 @bench_app.command("synth")

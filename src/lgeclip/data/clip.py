@@ -60,6 +60,11 @@ def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
     return ndimage.zoom(arr, zoom, order=order, mode="nearest", grid_mode=True)
 
 
+def model_image(image: np.ndarray, image_size: int) -> np.ndarray:
+    """A preprocessed [0, 1] image resized to the model input side (the same resize in training and inference)."""
+    return _resize(np.asarray(image, np.float32), image_size, 1).clip(0, 1)
+
+
 class SliceStore:
     """All cached slices of some records loaded once into memory at the model's input size."""
 
@@ -74,7 +79,7 @@ class SliceStore:
             d = load_cached_slice(r.path, oriented=oriented)
             src = d["image"].shape[0]
             out = {
-                "image": _resize(d["image"].astype(np.float32), image_size, 1).clip(0, 1),
+                "image": model_image(d["image"], image_size),
                 "myocardium": _resize(d["myocardium"].astype(np.uint8), image_size, 0),
                 "aha": _resize(d["aha"].astype(np.uint8), image_size, 0),
                 "layers": _resize(d["layers"].astype(np.uint8), image_size, 0),

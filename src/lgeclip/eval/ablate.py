@@ -66,7 +66,8 @@ def render_markdown(summary: dict, recipe: str, seeds: int) -> str:
         names = [n for n, s in summary.items() if s["table"] == key or (key == "init" and n == "proposed")]
         if not names:
             continue
-        lines += [f"## {title}", "", "| variant | balanced acc. | AUROC | sensitivity | specificity | slice bal. acc. |",
+        lines += [f"## {title}", "",
+                  "| variant | balanced acc. | AUROC | sensitivity | specificity | slice bal. acc. |",
                   "|---|---|---|---|---|---|"]
         for n in names:
             label = "segmentation init (= proposed)" if key == "init" and n == "proposed" else n

@@ -151,7 +151,7 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
     """Walk ``root``; return series (grouped by Study/Series UID tags) and ``(path, reason)`` for skipped files."""
     series: dict[tuple[str, str], SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # a folder of linked studies works
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name

@@ -228,8 +228,8 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
         return {v: vals.count(v) for v in sorted(set(vals))}
 
     summary = {
-        "cohort": str(cohort), "seg_run": None if seg_run is None else str(seg_run),
-        "landmarks_run": None if landmarks_run is None else str(landmarks_run), "oracle": bool(oracle),
+        "cohort": str(cohort.resolve()), "seg_run": None if seg_run is None else str(Path(seg_run).resolve()),
+        "landmarks_run": None if landmarks_run is None else str(Path(landmarks_run).resolve()), "oracle": bool(oracle),
         "n_manifest": len(records), "n_cached": len(rows), "n_excluded": len(excluded),
         "n_patients": len({r.patient_key for r in rows}), "split": count("split"), "label": count("label"),
         "level": count("level"), "seconds": round(seconds, 3),

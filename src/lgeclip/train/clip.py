@@ -205,11 +205,26 @@ class ClipTask(Task):
         return d
 
 
+def write_inference_info(cache: str | Path, out: str | Path) -> None:
+    """``out/inference.json``: the anatomy runs and preprocessing settings of ``cache``, so that the run folder
+    alone rebuilds a predictor for new studies (``lgeclip.infer.Predictor.from_run_dir``)."""
+    from lgeclip.utils import atomic_write_json
+
+    meta = json.loads((Path(cache) / "cache.json").read_text())
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "inference.json", {"seg_run": meta.get("seg_run"),
+                                                     "landmarks_run": meta.get("landmarks_run"),
+                                                     "oracle": meta.get("oracle", False),
+                                                     "preprocess": meta["settings"]})
+
+
 def train_clip(config: str | Path | None, cache: str | Path, out: str | Path, overrides: list[str] | None = None,
                resume: bool = False) -> dict:
     """Train the recipe ``config`` on ``cache`` into run folder ``out`` (torchrun-compatible); returns a summary."""
     cfg = load_train_config(config, overrides, cache)
     task = ClipTask(cfg, cache)
+    if os.environ.get("RANK", "0") == "0":
+        write_inference_info(cache, out)
     summary = fit(task, cfg.loop, out, resume=resume)
     return {**summary, "run": str(out), "recipe": cfg.name, "task": cfg.task}
 

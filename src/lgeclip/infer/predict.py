@@ -1,0 +1,166 @@
+"""``lgeclip predict``: DICOM studies -> PSIR LGE series -> anatomy -> preprocessing -> P(LGE) per slice and patient.
+
+Every slice of the selected series is scored. The patient call uses the slices the training cohort used
+(basal / mid / apical at ~20 / 50 / 80 % of the stack, ``choose_levels``) aggregated like in evaluation, so a
+prediction means the same as the evaluation numbers; the all-slice aggregate is reported next to it.
+
+Output folder: ``<patient_key>/prediction.json`` + ``prediction.png`` per study, ``predictions.csv`` (one row per
+study), ``failures.csv`` (study, reason) and ``summary.json``. Patients appear only by their salted hash key:
+no name, ID, birth date or source folder name is written.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lgeclip.io.cohort import patient_key
+from lgeclip.io.dicom import (
+    choose_levels,
+    group_studies,
+    level_of,
+    load_rules,
+    order_slices,
+    read_pixels,
+    scan_tree,
+    select_lge_series,
+)
+from lgeclip.io.ingest import phi_tokens, scrub
+from lgeclip.metrics import aggregate
+from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger, stable_hash
+
+
+def _study_key(series) -> str:
+    first = series[0]
+    return patient_key(first.patient_id) if first.patient_id else "study-" + stable_hash(first.study_uid)
+
+
+def predict_study(predictor, series: list, rules=None) -> dict:
+    """One study's prediction dict (raises ValueError with the reason when the study cannot be scored)."""
+    key = _study_key(series)
+    toks = phi_tokens(series[0].patient_id, series[0].patient_name, series[0].birth_date)
+    chosen, why = select_lge_series(series, rules)
+    if chosen is None:
+        raise ValueError(scrub(why, toks))
+    ordered, _ = order_slices(chosen, rules.position_tol_mm if rules else 0.5)
+    items, kept = [], []
+    for inst in ordered:
+        try:
+            img, sp = read_pixels(inst.path)
+        except Exception as e:  # one unreadable file drops one slice, not the study
+            get_logger("lgeclip.predict").warning("%s: slice dropped (%s)", key, type(e).__name__)
+            continue
+        if sp is None:
+            raise ValueError("missing PixelSpacing in the LGE series")
+        items.append((img, sp))
+        kept.append(inst)
+    if len(items) < 1:
+        raise ValueError("no readable slice in the LGE series")
+    n = len(items)
+    protocol = dict(choose_levels(n, 3))
+    scores = predictor.predict_slices([(img, sp, level_of(i, n)) for i, (img, sp) in enumerate(items)])
+    how, thr = predictor.cfg.eval.aggregation, predictor.cfg.eval.threshold
+    slices = []
+    for i, s in enumerate(scores):
+        slices.append({"index": i, "level": s.level, "p_lge": s.p_lge, "protocol_level": protocol.get(i),
+                       "skipped": s.reason})
+    used = [s["p_lge"] for s in slices if s["protocol_level"] and s["p_lge"] is not None]
+    every = [s["p_lge"] for s in slices if s["p_lge"] is not None]
+    if not every:
+        raise ValueError("no slice could be scored: " + "; ".join(sorted({s.reason or "" for s in scores})))
+    p_patient = aggregate(np.array(used or every), how)
+    return {
+        "patient_key": key, "series": scrub(chosen.label, toks),
+        "n_slices": n, "slices": slices,
+        "p_lge": float(p_patient), "lge": bool(p_patient >= thr), "threshold": thr, "aggregation": how,
+        "patient_slices": "protocol levels" if used else "all scored slices (protocol levels failed)",
+        "p_lge_all_slices": float(aggregate(np.array(every), how)),
+        "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_id": predictor.model_id},
+        "_inputs": [(s.pre and predictor.model_input(s.pre)) for s in scores],
+    }
+
+
+def plot_prediction(pred: dict, path: Path) -> None:
+    """One row of model-input slices (base -> apex) titled with P(LGE); protocol slices outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imgs = pred["_inputs"]
+    n = len(imgs)
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.5), squeeze=False)
+    for ax, img, s in zip(axes[0], imgs, pred["slices"], strict=True):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if img is None:
+            ax.set_facecolor("0.85")
+            ax.set_title(f"{s['level']}\nskipped", fontsize=8)
+            continue
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        p = s["p_lge"]
+        ax.set_title(f"{s['level']}\nP(LGE)={p:.2f}", fontsize=8, color="firebrick" if p >= pred["threshold"]
+                     else "black")
+        if s["protocol_level"]:
+            for sp in ax.spines.values():
+                sp.set_edgecolor("tab:blue")
+                sp.set_linewidth(2.5)
+    verdict = "LGE" if pred["lge"] else "no LGE"
+    fig.suptitle(f"{pred['patient_key']}: {verdict} (patient P(LGE)={pred['p_lge']:.2f}, {pred['aggregation']} over "
+                 f"blue-framed slices; {pred['model']['recipe']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_run: str | Path | None = None,
+                    landmarks_run: str | Path | None = None, rules: str | Path | None = None,
+                    predictor=None, figures: bool = True) -> dict:
+    """Predict every study under ``studies`` with the model of run folder ``run``; returns the summary.
+
+    A study that fails (no LGE series, no LV, unreadable files, ...) is recorded in ``failures.csv`` with the
+    reason and the others go on."""
+    from lgeclip.infer.zeroshot import Predictor
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = get_logger("lgeclip.predict")
+    predictor = predictor or Predictor.from_run_dir(run, seg_run, landmarks_run)
+    rules_obj = load_rules(rules)
+    series, skipped = scan_tree(Path(studies))
+    rows, failures = [], [(f"file-{stable_hash(str(p))}", why) for p, why in skipped]
+    for _, ss in sorted(group_studies(series).items(), key=lambda kv: _study_key(kv[1])):
+        key = _study_key(ss)
+        try:
+            pred = predict_study(predictor, ss, rules_obj)
+        except Exception as e:  # noqa: BLE001 - a batch job records the study and goes on
+            reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            reason = scrub(reason, phi_tokens(ss[0].patient_id, ss[0].patient_name, ss[0].birth_date))
+            failures.append((key, reason))
+            log.warning("%s: skipped (%s)", key, reason)
+            continue
+        d = out / key
+        d.mkdir(exist_ok=True)
+        if figures:
+            plot_prediction(pred, d / "prediction.png")
+        pred.pop("_inputs")
+        atomic_write_json(d / "prediction.json", pred)
+        rows.append(pred)
+        log.info("%s: P(LGE)=%.3f -> %s", key, pred["p_lge"], "LGE" if pred["lge"] else "no LGE")
+    csv = "patient_key,p_lge,lge,p_lge_all_slices,n_slices,n_skipped_slices\n" + "".join(
+        f"{r['patient_key']},{r['p_lge']:.4f},{int(r['lge'])},{r['p_lge_all_slices']:.4f},{r['n_slices']},"
+        f"{sum(s['skipped'] is not None for s in r['slices'])}\n" for r in rows)
+    atomic_write_text(out / "predictions.csv", csv)
+    atomic_write_text(out / "failures.csv", "study,reason\n" + "".join(
+        f"{k},\"{r.replace(chr(34), chr(39))}\"\n" for k, r in failures))
+    n_slices = sum(r["n_slices"] for r in rows)
+    dt = time.perf_counter() - t0
+    summary = {"run": str(Path(run).resolve()), "n_predicted": len(rows), "n_failed": len(failures),
+               "n_lge": sum(r["lge"] for r in rows), "n_slices": n_slices, "seconds": round(dt, 2),
+               "seconds_per_study": round(dt / max(len(rows), 1), 3),
+               "model": rows[0]["model"] if rows else None}
+    atomic_write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,137 @@
+"""A predictor rebuilt from a run folder: native slice -> anatomy -> preprocessing -> P(LGE).
+
+The run folder is enough: ``config.yaml`` + ``model.safetensors`` rebuild the model, ``inference.json``
+(written by ``train_clip``) names the anatomy runs and holds the preprocessing settings the training cache was
+built with. Older runs without it fall back to the cache recorded in ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lgeclip.anatomy.types import AnatomyResult
+from lgeclip.config import from_dict
+from lgeclip.data.clip import model_image
+from lgeclip.models.zeroshot import ZeroShotClassifier
+from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice
+from lgeclip.preprocess.config import PreprocessCfg
+from lgeclip.train.clip import ClipTrainCfg, load_run_model
+from lgeclip.utils import stable_hash
+
+
+def run_provenance(run: str | Path) -> dict:
+    """``{"seg_run", "landmarks_run", "preprocess"}`` of a run folder (``inference.json``, else its cache)."""
+    import yaml
+
+    run = Path(run)
+    info = run / "inference.json"
+    if info.is_file():
+        return json.loads(info.read_text())
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run}: no config.yaml (not a training run folder)")
+    cache = yaml.safe_load(cfg_path.read_text())["task"].get("cache")
+    meta = Path(cache or "") / "cache.json"
+    if not cache or not meta.is_file():
+        raise FileNotFoundError(f"{run}: no inference.json and its training cache ({cache}) is gone: pass the "
+                                f"anatomy runs and preprocessing settings explicitly")
+    m = json.loads(meta.read_text())
+    return {"seg_run": m.get("seg_run"), "landmarks_run": m.get("landmarks_run"), "preprocess": m["settings"]}
+
+
+@dataclass
+class SliceScore:
+    """One scored slice: P(LGE) or the reason it could not be scored, and its preprocessed form."""
+
+    level: str
+    p_lge: float | None
+    reason: str | None = None
+    pre: PreprocessedSlice | None = None
+
+
+class Predictor:
+    """P(LGE) for native slices: zero-shot prompts (CLIP runs) or the classifier's sigmoid (image-only runs)."""
+
+    def __init__(self, cfg: ClipTrainCfg, model: nn.Module, preprocess: PreprocessCfg, anatomy=None,
+                 device: str | torch.device = "cpu", model_id: str = "") -> None:
+        self.cfg, self.model, self.preprocess_cfg, self.anatomy = cfg, model.eval(), preprocess, anatomy
+        self.device = torch.device(device)
+        self.zero_shot = ZeroShotClassifier(model) if cfg.task == "clip" else None
+        self.model_id = model_id
+
+    @classmethod
+    def from_run_dir(cls, run: str | Path, seg_run: str | Path | None = None,
+                     landmarks_run: str | Path | None = None, device: str | None = None,
+                     with_anatomy: bool = True) -> Predictor:
+        """Rebuild the predictor of a training run (anatomy runs from its provenance unless given)."""
+        run = Path(run)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cfg, model = load_run_model(run, device)
+        prov = run_provenance(run)
+        pre = from_dict(PreprocessCfg, prov["preprocess"], "preprocess")
+        anatomy = None
+        if with_anatomy:
+            seg, lm = seg_run or prov.get("seg_run"), landmarks_run or prov.get("landmarks_run")
+            if not seg or not lm:
+                raise ValueError(f"{run}: its cache was built from truth anatomy (oracle): pass seg_run and "
+                                 f"landmarks_run to predict on new studies")
+            from lgeclip.anatomy.predictor import AnatomyPredictor
+
+            anatomy = AnatomyPredictor.from_run_dirs(Path(seg), Path(lm), device=device)
+        weights = run / "model.safetensors"
+        model_id = stable_hash(f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}:{run.resolve()}")
+        return cls(cfg, model, pre, anatomy, device, model_id)
+
+    @torch.no_grad()
+    def score_images(self, images: np.ndarray | torch.Tensor, levels: list[str], batch_size: int = 32) -> np.ndarray:
+        """(B, S, S) or (B, 1, S, S) model-input images in [0, 1] + B levels -> (B,) P(LGE)."""
+        x = torch.as_tensor(np.asarray(images, np.float32))
+        if x.ndim == 3:
+            x = x[:, None]
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(self.device)
+            if self.zero_shot is not None:
+                p = self.zero_shot(xb, levels[i:i + batch_size])
+            else:
+                p = torch.sigmoid(self.model(xb)["logits"].float())
+            out.append(p.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def model_input(self, pre: PreprocessedSlice) -> np.ndarray:
+        """The variant the model was trained on, resized to its input side."""
+        maps = pre.oriented if self.cfg.data.orientation else pre.native
+        return model_image(maps.image, self.cfg.data.image_size)
+
+    def predict_slices(self, items: list[tuple[np.ndarray, tuple[float, float], str]],
+                       anatomies: list[AnatomyResult | None] | None = None) -> list[SliceScore]:
+        """Score native slices ``(image, spacing_mm, level)``; anatomy from the nets unless given.
+
+        A slice whose anatomy or preprocessing fails gets ``p_lge=None`` and the reason; the others are scored."""
+        if anatomies is None:
+            if self.anatomy is None:
+                raise ValueError("predict_slices: no anatomy predictor (built with with_anatomy=False)")
+            anatomies = self.anatomy.predict_batch([(im, sp) for im, sp, _ in items],
+                                                   names=[f"slice {i}" for i in range(len(items))], errors="none")
+        scores: list[SliceScore] = []
+        for (img, sp, level), anat in zip(items, anatomies, strict=True):
+            if anat is None:
+                scores.append(SliceScore(level, None, "no LV found by the segmentation net"))
+                continue
+            try:
+                scores.append(SliceScore(level, None, None, preprocess_slice(img, sp, anat, self.preprocess_cfg,
+                                                                             level=level)))
+            except ImplausibleSlice as e:
+                scores.append(SliceScore(level, None, f"implausible anatomy: {e.reason}"))
+        ok = [s for s in scores if s.pre is not None]
+        if ok:
+            p = self.score_images(np.stack([self.model_input(s.pre) for s in ok]), [s.level for s in ok])
+            for s, pi in zip(ok, p, strict=True):
+                s.p_lge = float(pi)
+        return scores

@@ -1,0 +1,158 @@
+"""Inference and evaluation: predictor from a run folder, prompt caching, evaluate_run numbers, predict_studies
+outputs (prediction.json + .png per study, failures.csv for a study without an LGE series)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _clip_fixtures import make_tiny_cache, make_tiny_text_model, tiny_overrides
+from dicom_factory import AX_IOP, write_stack
+
+from lgeclip.anatomy.types import AnatomyResult
+from lgeclip.eval.evaluate import evaluate_run
+from lgeclip.infer.predict import predict_studies
+from lgeclip.infer.zeroshot import Predictor, run_provenance
+from lgeclip.metrics import balanced_accuracy
+from lgeclip.train.clip import train_clip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("infer")
+    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, split_fractions=(0.4, 0.2, 0.4))
+    text = make_tiny_text_model(root)
+    run = root / "run"
+    train_clip("smoke", cache, run, overrides=tiny_overrides(text, 32, **{"loop.max_steps": 2, "loop.epochs": 1,
+                                                                          "loop.batch_size": 4}))
+    return {"root": root, "cache": cache, "run": run}
+
+
+def test_run_folder_records_inference_provenance(tiny_run):
+    prov = run_provenance(tiny_run["run"])
+    assert prov["seg_run"] is None and prov["oracle"] is True  # oracle cache: no anatomy nets
+    assert prov["preprocess"]["crop"] == 64
+    with pytest.raises(ValueError, match="oracle"):
+        Predictor.from_run_dir(tiny_run["run"])
+
+
+def test_prompt_embeddings_are_encoded_once_per_level(tiny_run):
+    pred = Predictor.from_run_dir(tiny_run["run"], with_anatomy=False, device="cpu")
+    calls = []
+    encode = pred.model.encode_text
+    pred.model.encode_text = lambda texts, **kw: (calls.append(list(texts)), encode(texts, **kw))[1]
+    rng = np.random.default_rng(0)
+    levels = ["basal", "mid", "apical", "mid"] * 5
+    p1 = pred.score_images(rng.random((20, 32, 32)), levels, batch_size=3)
+    p2 = pred.score_images(rng.random((4, 32, 32)), ["apical", "basal", "mid", "mid"])
+    assert len(calls) == 3 and sorted(c[0].split(" This image")[0] for c in calls) == \
+        ["there is hyperenhancement in the myocardium."] * 3
+    assert p1.shape == (20,) and p2.shape == (4,) and ((p1 > 0) & (p1 < 1)).all()
+
+
+def test_evaluate_run_numbers_match_its_tables(tiny_run, tmp_path):
+    s = evaluate_run(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path, n_boot=200)
+    with open(tmp_path / "patients.csv", newline="") as f:
+        pats = list(csv.DictReader(f))
+    with open(tmp_path / "slices.csv", newline="") as f:
+        slices = list(csv.DictReader(f))
+    assert s["n_patients"] == len(pats) >= 2 and s["n_slices"] == len(slices) == 3 * len(pats)
+    # patient P(LGE) = max over its slices (the recipe's aggregation), call at 0.5
+    for p in pats:
+        mine = [float(r["p_lge"]) for r in slices if r["patient_key"] == p["patient_key"]]
+        assert float(p["p_lge"]) == pytest.approx(max(mine), abs=1e-4)
+    y = np.array([p["label"] == "positive" for p in pats])
+    calls = np.array([float(p["p_lge"]) >= 0.5 for p in pats])
+    expected = balanced_accuracy(y, calls)
+    assert (s["balanced_accuracy"] is None) == (expected != expected)
+    if s["balanced_accuracy"] is not None:
+        assert s["balanced_accuracy"] == pytest.approx(expected)
+    c = s["confusion"]
+    assert c["tp"] + c["fn"] == y.sum() and c["tn"] + c["fp"] == (~y).sum()
+    assert json.loads((tmp_path / "summary.json").read_text())["n_patients"] == s["n_patients"]
+
+
+class RingAnatomy:
+    """Stand-in anatomy predictor: a 25 mm LV ring at the image centre; None (no LV) for images it is told to drop."""
+
+    def __init__(self, drop_constant: bool = True) -> None:
+        self.drop_constant = drop_constant
+        self.calls = 0
+
+    def predict_batch(self, items, names=None, errors="raise"):
+        out = []
+        for img, sp in items:
+            self.calls += 1
+            if self.drop_constant and np.ptp(img) == 0:
+                out.append(None)
+                continue
+            h, w = img.shape
+            rr, cc = np.mgrid[:h, :w]
+            c = ((h - 1) / 2, (w - 1) / 2)
+            d = np.hypot((rr - c[0]) * sp[0], (cc - c[1]) * sp[1])
+            myo = ((d >= 20) & (d < 28)).astype(np.uint8)
+            pool = (d < 20).astype(np.uint8)
+            ant = (c[0] - 27 / sp[0] * np.sin(np.radians(120)), c[1] + 27 / sp[1] * np.cos(np.radians(120)))
+            inf = (c[0] - 27 / sp[0] * np.sin(np.radians(240)), c[1] + 27 / sp[1] * np.cos(np.radians(240)))
+            out.append(AnatomyResult(myo, pool, ant, inf))
+        return out
+
+
+def _phantom_studies(root: Path, n: int) -> Path:
+    from lgeclip.phantom.cohort import write_patient
+    from lgeclip.phantom.spec import generate_patient
+
+    for i in range(n):
+        write_patient(generate_patient(5, i), root)
+    return root / "dicom"
+
+
+def test_predict_studies_writes_predictions_and_failures(tiny_run, tmp_path):
+    studies = _phantom_studies(tmp_path / "ph", 2)
+    # a third study holding only an axial localizer: no LGE series -> failures.csv, the batch goes on
+    write_stack(studies / "loc", np.random.default_rng(0), patient_id="99001122", patient_name="Roe^Richard",
+                study_uid="1.2.3.4.5.6.7", description="localizer", series_number=1, n_slices=3, iop=AX_IOP)
+    pred = Predictor.from_run_dir(tiny_run["run"], with_anatomy=False, device="cpu")
+    pred.anatomy = RingAnatomy()
+    out = tmp_path / "pred"
+    s = predict_studies(studies, tiny_run["run"], out, predictor=pred)
+    assert s["n_predicted"] == 2 and s["n_failed"] == 1
+    with open(out / "failures.csv", newline="") as f:
+        fails = list(csv.DictReader(f))
+    assert len(fails) == 1 and "no LGE short-axis series" in fails[0]["reason"]
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(folders) == 2
+    for d in folders:
+        j = json.loads((d / "prediction.json").read_text())
+        assert (d / "prediction.png").stat().st_size > 5000
+        assert j["patient_key"] == d.name and d.name.startswith("pt-")
+        assert j["n_slices"] >= 3 and len(j["slices"]) == j["n_slices"]
+        protocol = [s for s in j["slices"] if s["protocol_level"]]
+        assert [s["protocol_level"] for s in protocol] == ["basal", "mid", "apical"]
+        assert j["p_lge"] == pytest.approx(max(s["p_lge"] for s in protocol))
+        assert j["lge"] == (j["p_lge"] >= 0.5)
+    # nothing identifying leaves the DICOM headers: no names, IDs or birth dates in any output
+    text = " ".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".csv"))
+    from lgeclip.io.dicom import scan_tree
+
+    series, _ = scan_tree(studies)
+    for ser in series:
+        for tok in (ser.patient_id, ser.patient_name.split("^")[0], ser.birth_date):
+            assert tok and tok not in text
+
+
+def test_predict_records_a_study_whose_slices_all_fail(tiny_run, tmp_path):
+    studies = tmp_path / "dicom"
+    # a valid PSIR stack of constant images: the stand-in anatomy finds no LV in any slice
+    write_stack(studies / "a", np.random.default_rng(1), patient_id="55501234", study_uid="1.2.3.9",
+                description="PSIR SAX", series_number=7, n_slices=4,
+                image_type=("DERIVED", "PRIMARY", "PSIR"))
+    pred = Predictor.from_run_dir(tiny_run["run"], with_anatomy=False, device="cpu")
+    pred.anatomy = RingAnatomy()
+    s = predict_studies(studies, tiny_run["run"], tmp_path / "out", predictor=pred, figures=False)
+    assert s["n_predicted"] == 0 and s["n_failed"] == 1
+    reason = (tmp_path / "out" / "failures.csv").read_text()
+    assert "no slice could be scored" in reason and "no LV found" in reason and "55501234" not in reason
