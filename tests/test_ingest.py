@@ -141,3 +141,28 @@ def test_phantom_round_trip(tmp_path):
         z = load_slice(out / r.image_path)
         assert z["myocardium"].shape == z["image"].shape and z["myocardium"].any()
         assert np.allclose(z["rvip"], t["slices"][r.slice_index]["rvip_px"])
+
+
+@pytest.mark.slow
+def test_series_selection_on_a_200_patient_phantom(tmp_path):
+    """The issue's acceptance check: on 200 phantom patients the PSIR series chosen from DICOM tags is the
+    generator's truth for every study that has one, and no series is chosen where LGE was not performed."""
+    from lgeclip.io.dicom import group_studies, scan_tree, select_lge_series
+    from lgeclip.phantom import generate_cohort
+
+    ph = tmp_path / "ph200"
+    generate_cohort(ph, patients=200, seed=0, workers=2)
+    truths = {d.name: json.loads((d / "truth.json").read_text()) for d in (ph / "truth").iterdir()}
+    series, skipped = scan_tree(ph / "dicom")
+    studies = group_studies(series)
+    assert len(studies) == len(truths) == 200 and not skipped
+    n_psir = 0
+    for ss in studies.values():
+        t = truths[ss[0].patient_id]
+        chosen, why = select_lge_series(ss)
+        if t.get("psir_series_uid") is None:
+            assert chosen is None, why
+            continue
+        n_psir += 1
+        assert chosen is not None and chosen.series_uid == t["psir_series_uid"], why
+    assert n_psir >= 190  # LGE is "not performed" in ~2 % of phantom studies
