@@ -4,6 +4,7 @@ outputs (prediction.json + .png per study, failures.csv for a study without an L
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def test_predict_studies_writes_predictions_and_failures(tiny_run, tmp_path):
         assert [s["protocol_level"] for s in protocol] == ["basal", "mid", "apical"]
         assert j["p_lge"] == pytest.approx(max(s["p_lge"] for s in protocol))
         assert j["lge"] == (j["p_lge"] >= 0.5)
+        weights = hashlib.sha256((tiny_run["run"] / "model.safetensors").read_bytes()).hexdigest()
+        assert j["model"]["model_sha256"] == weights[:16] and len(j["model"]["config_sha256"]) == 16
     # nothing identifying leaves the DICOM headers: no names, IDs or birth dates in any output
     text = " ".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".csv"))
     from lgeclip.io.dicom import scan_tree

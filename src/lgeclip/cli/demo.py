@@ -117,6 +117,20 @@ def _held_out_studies(phantom: Path, cache: Path, n: int) -> list[Path]:
     return picked[:n]
 
 
+def _cache_unusable(cache: Path) -> str | None:
+    """Why a cache cannot train + validate + test a model (None when it can)."""
+    from lgeclip.preprocess.cache import read_cache
+
+    recs = read_cache(cache)
+    excluded = max(len((cache / "excluded.csv").read_text().splitlines()) - 1, 0)
+    for split in ("train", "val", "test"):
+        labels = {r.label for r in recs if r.split == split}
+        if not {"positive", "negative"} <= labels:
+            return (f"the {split} split has no report-positive and report-negative patients after preprocessing "
+                    f"({len(recs)} slices cached, {excluded} excluded)")
+    return None
+
+
 def _train_and_evaluate(stages: _Stages, label: str, cache: Path, runs: Path, recipes: dict[str, str],
                         overrides: tuple[str, ...]) -> dict:
     from lgeclip.eval.evaluate import evaluate_run
@@ -211,8 +225,13 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
         em_cache = out / "emidec_cache"
         st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_cohort, seg, lm, em_cache)
         em_recipes = {"emidec_proposed": plan.emidec_recipe, "emidec_image_only": plan.emidec_image_only_recipe}
-        em = _train_and_evaluate(st, "EMIDEC", em_cache, runs, em_recipes, plan.emidec_overrides)
-        results["emidec"] = {k.removeprefix("emidec_"): v for k, v in em.items()}
+        why = _cache_unusable(em_cache)
+        if why:
+            console.print(f"[yellow]EMIDEC: training skipped: {why} (see {em_cache / 'excluded.csv'})")
+            results["emidec"] = {"skipped": why, "cache": json.loads((em_cache / "cache.json").read_text())["split"]}
+        else:
+            em = _train_and_evaluate(st, "EMIDEC", em_cache, runs, em_recipes, plan.emidec_overrides)
+            results["emidec"] = {k.removeprefix("emidec_"): v for k, v in em.items()}
 
     studies = _held_out_studies(phantom, cache, plan.predict_studies)
     pred_in = out / "predict_input"

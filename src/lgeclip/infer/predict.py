@@ -77,7 +77,8 @@ def predict_study(predictor, series: list, rules=None) -> dict:
         "p_lge": float(p_patient), "lge": bool(p_patient >= thr), "threshold": thr, "aggregation": how,
         "patient_slices": "protocol levels" if used else "all scored slices (protocol levels failed)",
         "p_lge_all_slices": float(aggregate(np.array(every), how)),
-        "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_id": predictor.model_id},
+        "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_sha256": predictor.model_id,
+                  "config_sha256": predictor.config_id},
         "_inputs": [(s.pre and predictor.model_input(s.pre)) for s in scores],
     }
 

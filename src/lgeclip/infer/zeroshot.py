@@ -7,6 +7,7 @@ built with. Older runs without it fall back to the cache recorded in ``config.ya
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,6 @@ from lgeclip.models.zeroshot import ZeroShotClassifier
 from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice
 from lgeclip.preprocess.config import PreprocessCfg
 from lgeclip.train.clip import ClipTrainCfg, load_run_model
-from lgeclip.utils import stable_hash
 
 
 def run_provenance(run: str | Path) -> dict:
@@ -45,6 +45,15 @@ def run_provenance(run: str | Path) -> dict:
     return {"seg_run": m.get("seg_run"), "landmarks_run": m.get("landmarks_run"), "preprocess": m["settings"]}
 
 
+def _file_hash(path: Path) -> str:
+    """First 16 hex digits of the file's SHA-256 (identifies the exact weights / config a prediction used)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class SliceScore:
     """One scored slice: P(LGE) or the reason it could not be scored, and its preprocessed form."""
@@ -59,11 +68,11 @@ class Predictor:
     """P(LGE) for native slices: zero-shot prompts (CLIP runs) or the classifier's sigmoid (image-only runs)."""
 
     def __init__(self, cfg: ClipTrainCfg, model: nn.Module, preprocess: PreprocessCfg, anatomy=None,
-                 device: str | torch.device = "cpu", model_id: str = "") -> None:
+                 device: str | torch.device = "cpu", model_id: str = "", config_id: str = "") -> None:
         self.cfg, self.model, self.preprocess_cfg, self.anatomy = cfg, model.eval(), preprocess, anatomy
         self.device = torch.device(device)
         self.zero_shot = ZeroShotClassifier(model) if cfg.task == "clip" else None
-        self.model_id = model_id
+        self.model_id, self.config_id = model_id, config_id  # content hashes of the run's weights and config
 
     @classmethod
     def from_run_dir(cls, run: str | Path, seg_run: str | Path | None = None,
@@ -84,9 +93,8 @@ class Predictor:
             from lgeclip.anatomy.predictor import AnatomyPredictor
 
             anatomy = AnatomyPredictor.from_run_dirs(Path(seg), Path(lm), device=device)
-        weights = run / "model.safetensors"
-        model_id = stable_hash(f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}:{run.resolve()}")
-        return cls(cfg, model, pre, anatomy, device, model_id)
+        return cls(cfg, model, pre, anatomy, device, model_id=_file_hash(run / "model.safetensors"),
+                   config_id=_file_hash(run / "config.yaml"))
 
     @torch.no_grad()
     def score_images(self, images: np.ndarray | torch.Tensor, levels: list[str], batch_size: int = 32) -> np.ndarray:
