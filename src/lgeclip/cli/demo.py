@@ -69,9 +69,9 @@ class _Stages:
         t0 = time.perf_counter()
         if marker.exists():
             self.console.print(f"reusing {marker.relative_to(self.out)}")
-            result = None
-        else:
-            result = fn(*args, **kwargs)
+            self.times[name] = "reused"  # a time of 0 s would read as a measurement
+            return None
+        result = fn(*args, **kwargs)
         self.times[name] = round(time.perf_counter() - t0, 1)
         self.console.print(f"[dim]{name}: {self.times[name]} s")
         return result
