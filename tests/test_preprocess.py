@@ -171,6 +171,31 @@ def test_implausible(change, reason):
         preprocess_slice(img, spacing, AnatomyResult(myo, bp, ant, inf), PreprocessCfg(min_myo_area_mm2=300.0))
 
 
+@pytest.mark.parametrize("change,reason", [("coincident", "too close"), ("missing", "missing"),
+                                           ("inside", "cavity")])
+def test_rvip_fallback_keeps_the_slice_unoriented_without_segments(change, reason):
+    img, anat, truth = synthetic_slice()
+    ant, inf = anat.anterior_rvip, anat.inferior_rvip
+    if change == "coincident":
+        inf = (ant[0] + 1.0, ant[1])
+    elif change == "missing":
+        ant = inf = (np.nan, np.nan)
+    else:
+        ant = (C[0] - 5.0, C[1] - 5.0)
+    bad = AnatomyResult(anat.myocardium, anat.blood_pool, ant, inf)
+    with pytest.raises(ImplausibleSlice, match=reason):
+        preprocess_slice(img, SP, bad, PreprocessCfg(), truth=truth, level="mid")
+    p = preprocess_slice(img, SP, bad, PreprocessCfg(rvip_fallback=True), truth=truth, level="mid")
+    assert reason in p.props["rvip_problem"] and p.props["orient"] is None
+    np.testing.assert_array_equal(p.oriented.image, p.native.image)  # no rotation
+    assert not p.oriented.aha.any() and p.oriented.myocardium.any()  # no segments: synth places no scar here
+    assert set(np.unique(p.oriented.layers[p.oriented.myocardium > 0])) == {1, 2, 3}  # layers need no RVIPs
+    assert p.oriented.truth["scar"].sum() > 0
+    # plausible RVIPs are used as before with the fallback on
+    ok = preprocess_slice(img, SP, anat, PreprocessCfg(rvip_fallback=True), truth=truth, level="mid")
+    assert ok.props["rvip_problem"] is None and ok.props["orient"] is not None and ok.oriented.aha.max() == 12
+
+
 def test_config_validation_and_recipes():
     with pytest.raises(ValueError, match="upsample"):
         PreprocessCfg(upsample=0)

@@ -223,7 +223,9 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
 
     if emidec is not None:
         em_cache = out / "emidec_cache"
-        st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_cohort, seg, lm, em_cache)
+        # the RVIP net learns from phantom truth only and mostly fails on EMIDEC: keep those slices unoriented
+        st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_cohort, seg, lm, em_cache,
+               config=REPO_CONFIGS / "preprocess" / "rvip_fallback.yaml")
         em_recipes = {"emidec_proposed": plan.emidec_recipe, "emidec_image_only": plan.emidec_image_only_recipe}
         why = _cache_unusable(em_cache)
         if why:

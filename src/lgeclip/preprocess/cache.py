@@ -177,6 +177,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
 
     rows: list[CacheRecord] = []
     excluded: list[tuple[str, str]] = []
+    fallback: list[tuple[str, str]] = []  # cached without orientation / AHA map (cfg.rvip_fallback)
     t0 = time.perf_counter()
     cols = (TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, transient=True) as bar:
@@ -212,6 +213,8 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
                 except ImplausibleSlice as e:
                     excluded.append((rec.slice_id, f"implausible: {e.reason}"))
                     continue
+                if pre.props.get("rvip_problem"):
+                    fallback.append((rec.slice_id, pre.props["rvip_problem"]))
                 npz = out / "slices" / f"{rec.slice_id}.npz"
                 _save_npz(npz, pre.to_arrays())
                 rows.append(CacheRecord(
@@ -222,6 +225,8 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
 
     atomic_write_text(out / "index.csv", _csv_text(INDEX_COLUMNS, [r.to_row(out) for r in rows]))
     atomic_write_text(out / "excluded.csv", _csv_text(("slice_id", "reason"), excluded))
+    if fallback:
+        atomic_write_text(out / "rvip_fallback.csv", _csv_text(("slice_id", "reason"), fallback))
 
     def count(attr: str) -> dict[str, int]:
         vals = [getattr(r, attr) for r in rows]
@@ -231,6 +236,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
         "cohort": str(cohort.resolve()), "seg_run": None if seg_run is None else str(Path(seg_run).resolve()),
         "landmarks_run": None if landmarks_run is None else str(Path(landmarks_run).resolve()), "oracle": bool(oracle),
         "n_manifest": len(records), "n_cached": len(rows), "n_excluded": len(excluded),
+        "n_rvip_fallback": len(fallback),
         "n_patients": len({r.patient_key for r in rows}), "split": count("split"), "label": count("label"),
         "level": count("level"), "seconds": round(seconds, 3),
         "seconds_per_slice": round(seconds / max(len(records), 1), 4), "size": cfg.size,

@@ -153,29 +153,39 @@ def _check_native(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) ->
     if not cfg.min_myo_area_mm2 <= area <= cfg.max_myo_area_mm2:
         raise ImplausibleSlice(f"myocardium area {area:.0f} mm2 outside [{cfg.min_myo_area_mm2:g}, "
                                f"{cfg.max_myo_area_mm2:g}]")
+    problem = _rvip_problem(anatomy, sp, cfg)
+    if problem is not None and not cfg.rvip_fallback:
+        raise ImplausibleSlice(problem)
+
+
+def _rvip_problem(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> str | None:
+    """Why the RVIPs cannot orient this slice or place its AHA segments (None when they are plausible)."""
     if not anatomy.has_rvip:
-        raise ImplausibleSlice("RVIPs missing")
+        return "RVIPs missing"
+    myo = anatomy.myocardium > 0
+    c = np.asarray(anatomy.lv_center, float)
     pts = anatomy.rvip.astype(float)
     d = float(np.hypot(*((pts[0] - pts[1]) * sp)))
     if d < cfg.min_rvip_distance_mm:
-        raise ImplausibleSlice(f"RVIPs too close ({d:.1f} mm < {cfg.min_rvip_distance_mm:g} mm)")
+        return f"RVIPs too close ({d:.1f} mm < {cfg.min_rvip_distance_mm:g} mm)"
     yx = np.argwhere(myo).astype(float)
     cav = cavity(myo, anatomy.blood_pool)
     for name, p in zip(("anterior", "inferior"), pts, strict=True):
         dm = float(np.sqrt((((yx - p) * sp) ** 2).sum(1)).min())
         if dm > cfg.max_rvip_myo_distance_mm:
-            raise ImplausibleSlice(f"{name} RVIP {dm:.1f} mm from the myocardium (> {cfg.max_rvip_myo_distance_mm:g})")
+            return f"{name} RVIP {dm:.1f} mm from the myocardium (> {cfg.max_rvip_myo_distance_mm:g})"
         ir, ic = int(round(p[0])), int(round(p[1]))
         if 0 <= ir < myo.shape[0] and 0 <= ic < myo.shape[1] and cav[ir, ic]:
-            raise ImplausibleSlice(f"{name} RVIP inside the LV cavity (wrong side of the wall)")
+            return f"{name} RVIP inside the LV cavity (wrong side of the wall)"
     try:
         _, _, arc = septal_direction(tuple(c), tuple(pts[0]), tuple(pts[1]))
     except ValueError as e:
-        raise ImplausibleSlice(f"RVIPs unusable: {e}") from e
+        return f"RVIPs unusable: {e}"
     deg = float(np.rad2deg(arc))
     if not cfg.min_rvip_angle_deg <= deg <= cfg.max_rvip_angle_deg:
-        raise ImplausibleSlice(f"RVIPs subtend {deg:.0f} deg at the LV centre (outside "
-                               f"[{cfg.min_rvip_angle_deg:g}, {cfg.max_rvip_angle_deg:g}])")
+        return (f"RVIPs subtend {deg:.0f} deg at the LV centre (outside "
+                f"[{cfg.min_rvip_angle_deg:g}, {cfg.max_rvip_angle_deg:g}])")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------- variants
@@ -208,7 +218,8 @@ def _variant(image: np.ndarray, anatomy: AnatomyResult, truth: dict, props: dict
     if not myo.any():
         raise ImplausibleSlice("myocardium lost after resampling")
     try:
-        aha = aha_segment_map(myo, tuple(pts[0]), tuple(pts[1]), level, center=tuple(pts[2]))
+        aha = (np.zeros_like(myo) if props.get("rvip_problem")  # no segments without usable RVIPs (fallback)
+               else aha_segment_map(myo, tuple(pts[0]), tuple(pts[1]), level, center=tuple(pts[2])))
         _, thickness, layers = wall_maps(myo, bp, cfg.out_pixel_mm, cfg.thickness_sigma_mm / cfg.out_pixel_mm)
     except ValueError as e:
         raise ImplausibleSlice(f"anatomy maps failed on the cache grid: {e}") from e
@@ -250,9 +261,9 @@ def preprocess_slice(image: np.ndarray, spacing_mm: tuple[float, float] | np.nda
         "zoom": zoom.tolist(), "crop": cfg.crop, "crop_box": [r0, c0, r0 + cfg.crop, c0 + cfg.crop],
         "upsample": cfg.upsample, "out_pixel_mm": cfg.out_pixel_mm, "percentile": cfg.percentile, "level": level,
         "lv_center_native": [float(x) for x in anatomy.lv_center], "rvip_native": anatomy.rvip.tolist(),
-        "orient": None,
+        "orient": None, "rvip_problem": _rvip_problem(anatomy, sp, cfg),
     }
-    if cfg.orient:
+    if cfg.orient and props["rvip_problem"] is None:
         # rotation on the crop grid about the LV centre, from the RVIPs mapped into the crop grid
         k = _apply(chain_matrix(props, oriented=False), np.array([anatomy.anterior_rvip, anatomy.inferior_rvip,
                                                                   anatomy.lv_center]))

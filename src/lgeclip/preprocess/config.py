@@ -22,6 +22,9 @@ class PreprocessCfg:
     max_rvip_myo_distance_mm: float = 10.0  # distance of each RVIP to the nearest myocardium pixel
     min_rvip_angle_deg: float = 20.0  # angle the RVIPs subtend at the LV centre (coincident / opposite = wrong)
     max_rvip_angle_deg: float = 178.0
+    # keep a slice whose RVIPs are missing / implausible instead of excluding it: no orientation normalisation,
+    # empty AHA map (so no synthetic scar is placed on it); the reason is kept in props["rvip_problem"]
+    rvip_fallback: bool = False
     min_wall_mm: float = 1.5  # median wall thickness on the final grid
     max_wall_mm: float = 25.0
     min_inside_fraction: float = 0.5  # fraction of the crop that lies inside the native image
