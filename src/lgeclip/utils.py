@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -116,3 +118,17 @@ def emidec_root() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def csv_text(header: tuple[str, ...] | list[str], rows: list[dict] | list[tuple]) -> str:
+    """CSV text (header + rows; rows as dicts or tuples) with the csv module's quoting."""
+    buf = io.StringIO()
+    if rows and isinstance(rows[0], dict):
+        w = csv.DictWriter(buf, fieldnames=list(header))
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(rows)
+    return buf.getvalue()

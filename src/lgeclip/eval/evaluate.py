@@ -17,7 +17,7 @@ import torch
 from lgeclip.data.clip import ClipPairs
 from lgeclip.metrics import binary_metrics
 from lgeclip.train.clip import load_run_model, patient_table, score_slices, split_records
-from lgeclip.utils import atomic_write_json, atomic_write_text
+from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
 
 def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 1000, seed: int = 0,
@@ -86,11 +86,12 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
     summary["images_per_s"] = round(len(records) / max(seconds, 1e-9), 1)
 
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "patients.csv", "patient_key,label,p_lge,call,n_slices\n" + "".join(
-        f"{k},{d['label']},{d['p_lge']:.4f},{int(d['p_lge'] >= cfg.eval.threshold)},{len(d['p'])}\n"
-        for k, d in sorted(pats.items())))
-    atomic_write_text(out / "slices.csv", "slice_id,patient_key,level,label,scar_truth,p_lge\n" + "".join(
-        f"{r.slice_id},{r.patient_key},{r.level},{r.label},{'' if r.scar_truth is None else r.scar_truth},"
-        f"{pi:.4f}\n" for r, pi in zip(records, p, strict=True)))
+    atomic_write_text(out / "patients.csv", csv_text(("patient_key", "label", "p_lge", "call", "n_slices"), [
+        (k, d["label"], f"{d['p_lge']:.4f}", int(d["p_lge"] >= cfg.eval.threshold), len(d["p"]))
+        for k, d in sorted(pats.items())]))
+    atomic_write_text(out / "slices.csv", csv_text(
+        ("slice_id", "patient_key", "level", "label", "scar_truth", "p_lge"),
+        [(r.slice_id, r.patient_key, r.level, r.label, "" if r.scar_truth is None else r.scar_truth, f"{pi:.4f}")
+         for r, pi in zip(records, p, strict=True)]))
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -29,7 +29,7 @@ from lgeclip.io.dicom import (
 )
 from lgeclip.io.ingest import phi_tokens, scrub
 from lgeclip.metrics import aggregate
-from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger, stable_hash
+from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text, get_logger, stable_hash
 
 
 def _study_key(series) -> str:
@@ -151,12 +151,11 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
         atomic_write_json(d / "prediction.json", pred)
         rows.append(pred)
         log.info("%s: P(LGE)=%.3f -> %s", key, pred["p_lge"], "LGE" if pred["lge"] else "no LGE")
-    csv = "patient_key,p_lge,lge,p_lge_all_slices,n_slices,n_skipped_slices\n" + "".join(
-        f"{r['patient_key']},{r['p_lge']:.4f},{int(r['lge'])},{r['p_lge_all_slices']:.4f},{r['n_slices']},"
-        f"{sum(s['skipped'] is not None for s in r['slices'])}\n" for r in rows)
-    atomic_write_text(out / "predictions.csv", csv)
-    atomic_write_text(out / "failures.csv", "study,reason\n" + "".join(
-        f"{k},\"{r.replace(chr(34), chr(39))}\"\n" for k, r in failures))
+    atomic_write_text(out / "predictions.csv", csv_text(
+        ("patient_key", "p_lge", "lge", "p_lge_all_slices", "n_slices", "n_skipped_slices"),
+        [(r["patient_key"], f"{r['p_lge']:.4f}", int(r["lge"]), f"{r['p_lge_all_slices']:.4f}", r["n_slices"],
+          sum(s["skipped"] is not None for s in r["slices"])) for r in rows]))
+    atomic_write_text(out / "failures.csv", csv_text(("study", "reason"), failures))
     n_slices = sum(r["n_slices"] for r in rows)
     dt = time.perf_counter() - t0
     summary = {"run": str(Path(run).resolve()), "n_predicted": len(rows), "n_failed": len(failures),

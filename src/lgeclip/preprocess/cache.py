@@ -9,7 +9,6 @@ slice, settings, the ``seg_run`` / ``landmarks_run`` the anatomy came from).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from lgeclip.config import load_config, save_config, to_dict
 from lgeclip.io.cohort import SliceRecord, load_slice, read_manifest, split_patients
 from lgeclip.preprocess.chain import ImplausibleSlice, preprocess_slice
 from lgeclip.preprocess.config import PreprocessCfg
-from lgeclip.utils import atomic_write_json, atomic_write_text
+from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
 INDEX_COLUMNS = ("slice_id", "patient_key", "level", "slice_index", "split", "label", "sentences", "scar_truth",
                  "source", "path")
@@ -55,19 +54,6 @@ class CacheRecord:
                 "sentences": json.dumps(self.sentences, ensure_ascii=False),
                 "scar_truth": "" if self.scar_truth is None else str(int(self.scar_truth)), "source": self.source,
                 "path": rel.as_posix()}
-
-
-def _csv_text(header: tuple[str, ...] | list[str], rows: list[dict] | list[tuple]) -> str:
-    buf = io.StringIO()
-    if rows and isinstance(rows[0], dict):
-        w = csv.DictWriter(buf, fieldnames=list(header))
-        w.writeheader()
-        w.writerows(rows)
-    else:
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows(rows)
-    return buf.getvalue()
 
 
 def read_cache(cache: str | Path) -> list[CacheRecord]:
@@ -223,10 +209,10 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
                     sentences=list(rec.sentences), scar_truth=rec.scar_truth, source=rec.source))
     seconds = time.perf_counter() - t0
 
-    atomic_write_text(out / "index.csv", _csv_text(INDEX_COLUMNS, [r.to_row(out) for r in rows]))
-    atomic_write_text(out / "excluded.csv", _csv_text(("slice_id", "reason"), excluded))
+    atomic_write_text(out / "index.csv", csv_text(INDEX_COLUMNS, [r.to_row(out) for r in rows]))
+    atomic_write_text(out / "excluded.csv", csv_text(("slice_id", "reason"), excluded))
     if fallback:
-        atomic_write_text(out / "rvip_fallback.csv", _csv_text(("slice_id", "reason"), fallback))
+        atomic_write_text(out / "rvip_fallback.csv", csv_text(("slice_id", "reason"), fallback))
 
     def count(attr: str) -> dict[str, int]:
         vals = [getattr(r, attr) for r in rows]
