@@ -159,3 +159,24 @@ def test_predict_records_a_study_whose_slices_all_fail(tiny_run, tmp_path):
     assert s["n_predicted"] == 0 and s["n_failed"] == 1
     reason = (tmp_path / "out" / "failures.csv").read_text()
     assert "no slice could be scored" in reason and "no LV found" in reason and "55501234" not in reason
+
+
+def test_demo_detects_a_cache_that_cannot_train(tiny_run, tmp_path):
+    import shutil
+
+    from lgeclip.cli.demo import _cache_unusable
+
+    assert _cache_unusable(tiny_run["cache"]) is None  # stratified split: both labels in train, val and test
+    broken = tmp_path / "cache"
+    shutil.copytree(tiny_run["cache"], broken)
+    with open(broken / "index.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:  # every validation patient becomes report-negative
+        if r["split"] == "val":
+            r["label"] = "negative"
+    with open(broken / "index.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    why = _cache_unusable(broken)
+    assert why is not None and "val split" in why
