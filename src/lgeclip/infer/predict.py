@@ -37,8 +37,9 @@ def _study_key(series) -> str:
     return patient_key(first.patient_id) if first.patient_id else "study-" + stable_hash(first.study_uid)
 
 
-def predict_study(predictor, series: list, rules=None) -> dict:
-    """One study's prediction dict (raises ValueError with the reason when the study cannot be scored)."""
+def predict_study(predictor, series: list, rules=None) -> tuple[dict, list[np.ndarray | None]]:
+    """One study's prediction (JSON-ready dict) and the model-input image of each slice (None where skipped);
+    raises ValueError with the reason when the study cannot be scored."""
     key = _study_key(series)
     toks = phi_tokens(series[0].patient_id, series[0].patient_name, series[0].birth_date)
     chosen, why = select_lge_series(series, rules)
@@ -79,18 +80,16 @@ def predict_study(predictor, series: list, rules=None) -> dict:
         "p_lge_all_slices": float(aggregate(np.array(every), how)),
         "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_sha256": predictor.model_id,
                   "config_sha256": predictor.config_id},
-        "_inputs": [(s.pre and predictor.model_input(s.pre)) for s in scores],
-    }
+    }, [s.image for s in scores]
 
 
-def plot_prediction(pred: dict, path: Path) -> None:
+def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> None:
     """One row of model-input slices (base -> apex) titled with P(LGE); protocol slices outlined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    imgs = pred["_inputs"]
     n = len(imgs)
     fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.5), squeeze=False)
     for ax, img, s in zip(axes[0], imgs, pred["slices"], strict=True):
@@ -136,7 +135,7 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     for _, ss in sorted(group_studies(series).items(), key=lambda kv: _study_key(kv[1])):
         key = _study_key(ss)
         try:
-            pred = predict_study(predictor, ss, rules_obj)
+            pred, inputs = predict_study(predictor, ss, rules_obj)
         except Exception as e:  # noqa: BLE001 - a batch job records the study and goes on
             reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             reason = scrub(reason, phi_tokens(ss[0].patient_id, ss[0].patient_name, ss[0].birth_date))
@@ -146,8 +145,7 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
         d = out / key
         d.mkdir(exist_ok=True)
         if figures:
-            plot_prediction(pred, d / "prediction.png")
-        pred.pop("_inputs")
+            plot_prediction(pred, inputs, d / "prediction.png")
         atomic_write_json(d / "prediction.json", pred)
         rows.append(pred)
         log.info("%s: P(LGE)=%.3f -> %s", key, pred["p_lge"], "LGE" if pred["lge"] else "no LGE")

@@ -62,6 +62,7 @@ class SliceScore:
     p_lge: float | None
     reason: str | None = None
     pre: PreprocessedSlice | None = None
+    image: np.ndarray | None = None  # the model input it was scored on
 
 
 class Predictor:
@@ -138,8 +139,10 @@ class Predictor:
             except ImplausibleSlice as e:
                 scores.append(SliceScore(level, None, f"implausible anatomy: {e.reason}"))
         ok = [s for s in scores if s.pre is not None]
+        for s in ok:
+            s.image = self.model_input(s.pre)
         if ok:
-            p = self.score_images(np.stack([self.model_input(s.pre) for s in ok]), [s.level for s in ok])
+            p = self.score_images(np.stack([s.image for s in ok]), [s.level for s in ok])
             for s, pi in zip(ok, p, strict=True):
                 s.p_lge = float(pi)
         return scores

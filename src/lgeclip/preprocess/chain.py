@@ -140,7 +140,8 @@ def _sample(img: np.ndarray, inv: np.ndarray, size: int, mode: str) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------- plausibility
-def _check_native(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> None:
+def _check_native(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> str | None:
+    """Raise ImplausibleSlice for an unusable LV; return the RVIP problem tolerated by ``cfg.rvip_fallback``."""
     myo = anatomy.myocardium > 0
     if not myo.any():
         raise ImplausibleSlice("no LV found (empty myocardium)")
@@ -156,6 +157,7 @@ def _check_native(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) ->
     problem = _rvip_problem(anatomy, sp, cfg)
     if problem is not None and not cfg.rvip_fallback:
         raise ImplausibleSlice(problem)
+    return problem
 
 
 def _rvip_problem(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> str | None:
@@ -247,7 +249,7 @@ def preprocess_slice(image: np.ndarray, spacing_mm: tuple[float, float] | np.nda
     sp = np.broadcast_to(np.asarray(spacing_mm, float), (2,)).copy()
     if not np.all(sp > 0):
         raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
-    _check_native(anatomy, sp, cfg)
+    rvip_problem = _check_native(anatomy, sp, cfg)
     truth = {k: np.asarray(v) for k, v in (truth or {}).items() if k in TRUTH_MASKS and v is not None}
     for k, v in truth.items():
         if v.shape != image.shape:
@@ -261,7 +263,7 @@ def preprocess_slice(image: np.ndarray, spacing_mm: tuple[float, float] | np.nda
         "zoom": zoom.tolist(), "crop": cfg.crop, "crop_box": [r0, c0, r0 + cfg.crop, c0 + cfg.crop],
         "upsample": cfg.upsample, "out_pixel_mm": cfg.out_pixel_mm, "percentile": cfg.percentile, "level": level,
         "lv_center_native": [float(x) for x in anatomy.lv_center], "rvip_native": anatomy.rvip.tolist(),
-        "orient": None, "rvip_problem": _rvip_problem(anatomy, sp, cfg),
+        "orient": None, "rvip_problem": rvip_problem,
     }
     if cfg.orient and props["rvip_problem"] is None:
         # rotation on the crop grid about the LV centre, from the RVIPs mapped into the crop grid
