@@ -164,12 +164,32 @@ def ablate(
     recipe: str = typer.Option("cpu", help="Base recipe name in configs/train/."),
     seeds: int = typer.Option(3, help="Seeds per variant."),
     imagenet_weights: Path | None = typer.Option(None, help="Local ImageNet DenseNet121 weights file."),
+    variant: list[str] | None = typer.Option(None, help="Only these variants (repeatable; default: all). Two "
+                                             "processes on disjoint variants can share one --out."),
     set_: list[str] | None = Overrides,
 ) -> None:
     """Train + evaluate the paper's ablations over seeds; writes ablation.md / ablation.json (resumable)."""
     from lgeclip.eval.ablate import ablate as run_ablate
 
-    _print(run_ablate(cache, out, recipe=recipe, seeds=seeds, imagenet_weights=imagenet_weights, overrides=set_))
+    _print(run_ablate(cache, out, recipe=recipe, seeds=seeds, imagenet_weights=imagenet_weights, overrides=set_,
+                      variants=variant))
+
+
+@app.command()
+def crossval(
+    cache: Path = typer.Option(..., help="Cache folder."),
+    out: Path = typer.Option(Path("crossval"), help="Output folder."),
+    recipe: str = typer.Option("cpu", help="Recipe name in configs/train/ or a YAML path."),
+    folds: int = typer.Option(5, help="Patient-level folds (stratified by report label)."),
+    seed: int = typer.Option(0, help="Fold assignment and training seed."),
+    val_fraction: float = typer.Option(0.15, help="Share of each fold's training patients used for validation."),
+    set_: list[str] | None = Overrides,
+) -> None:
+    """Patient-level k-fold cross-validation: out-of-fold P(LGE) for every patient, pooled metrics (resumable)."""
+    from lgeclip.eval.crossval import crossval as run_crossval
+
+    s = run_crossval(cache, out, recipe=recipe, folds=folds, seed=seed, val_fraction=val_fraction, overrides=set_)
+    _print({"crossval_json": str(out / "crossval.json"), "pooled": s["pooled"], "fold_mean_sd": s["fold_mean_sd"]})
 
 
 @bench_app.callback(invoke_without_command=True)
