@@ -146,3 +146,33 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     assert (tmp_path / "eval2" / "anatomy_grid.png").is_file()
     with pytest.raises(ValueError, match="split"):
         evaluate_anatomy(seg_run, tmp_path / "lm", cohort, split="bogus", predictor=pred)
+
+
+class CornerSeg(nn.Module):
+    """Blood-pool logit grows towards the top-left corner, whatever the input: not flip-equivariant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        r = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+        c = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+        blood = (-(r + 2 * c) / 16.0).expand(b, 1, h, w)
+        return torch.cat([torch.zeros_like(blood), blood, torch.zeros_like(blood)], 1)  # (B, 3, S, S)
+
+
+def test_flip_tta_averages_the_four_flips():
+    view = ViewCfg(size=32, pixel_mm=1.0)
+    rng = np.random.default_rng(0)
+    views = [rng.random((32, 32)).astype(np.float32) for _ in range(2)]
+    plain = AnatomyPredictor(CornerSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu")
+    tta = AnatomyPredictor(CornerSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu",
+                           tta=True)
+    p, q = plain._seg_probs(views), tta._seg_probs(views)
+    assert p.shape == q.shape == (2, 3, 32, 32)
+    np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-5)
+    expected = (p + p[:, :, ::-1] + p[:, :, :, ::-1] + p[:, :, ::-1, ::-1]) / 4  # hand: mean of the flipped maps
+    np.testing.assert_allclose(q, expected, atol=1e-6)
+    assert not np.allclose(p, p[:, :, ::-1])  # the net itself is asymmetric
+    eq = fake_predictor()  # an intensity-only (flip-equivariant) net: TTA changes nothing
+    eq_tta = fake_predictor()
+    eq_tta.tta = True
+    np.testing.assert_allclose(eq_tta._seg_probs(views), eq._seg_probs(views), atol=1e-6)

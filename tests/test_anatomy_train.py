@@ -136,3 +136,31 @@ def test_no_usable_slices_is_an_error(cohorts, tmp_path):
     _, _, no_rvip = cohorts
     with pytest.raises(ValueError, match="no usable training slice"):
         train_landmarks([no_rvip], tmp_path / "lm", config=RECIPES / "landmarks_smoke.yaml")
+
+
+def test_cohort_weighting_and_fine_tuning_from_a_run(runs, cohorts, tmp_path):
+    """cohort_repeats multiplies one cohort's training slices; init_run starts from an earlier run's weights."""
+    from lgeclip.train.anatomy import SegmentationTask
+
+    root, rings, no_rvip = cohorts
+    base = load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml")
+    plain = SegmentationTask(base, [rings, no_rvip])
+    weighted = SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml",
+                                            ["data.cohort_repeats=[1, 3]"]), [rings, no_rvip])
+    per = {c: sum(s.cohort == str(c) for s in plain.train_slices) for c in (rings, no_rvip)}
+    assert all(per.values())
+    assert [sum(s.cohort == str(c) for s in weighted.train_slices) for c in (rings, no_rvip)] == \
+        [per[rings], 3 * per[no_rvip]]
+    with pytest.raises(ValueError, match="cohort_repeats"):
+        SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml", ["data.cohort_repeats=[2]"]),
+                         [rings, no_rvip])
+
+    tuned = SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml",
+                                         [f"init_run={root / 'seg'}"]), [rings]).build_model()
+    trained = load_tensors(root / "seg" / "model.safetensors")
+    assert all(torch.equal(v, trained[k]) for k, v in tuned.state_dict().items())
+    fresh = plain.build_model()
+    assert not torch.equal(fresh.state_dict()["encoder.conv0.weight"], trained["encoder.conv0.weight"])
+    with pytest.raises(FileNotFoundError, match="init_run"):
+        SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml", [f"init_run={tmp_path}"]),
+                         [rings]).build_model()

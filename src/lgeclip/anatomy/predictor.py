@@ -197,7 +197,7 @@ class AnatomyPredictor:
 
     def __init__(self, seg_net: Any, landmark_net: Any, seg_net_cfg: SegNetCfg, seg_view: ViewCfg,
                  landmark_cfg: LandmarkNetCfg, landmark_view: ViewCfg, device: str | None = None,
-                 batch_size: int = 32, recenter_mm: float = 10.0) -> None:
+                 batch_size: int = 32, recenter_mm: float = 10.0, tta: bool = False) -> None:
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -207,10 +207,13 @@ class AnatomyPredictor:
         self.lm_cfg, self.lm_view = landmark_cfg, landmark_view
         self.batch_size = batch_size
         self.recenter_mm = recenter_mm  # redo pass 2 once when its LV centre moved further than this
+        self.tta = tta  # segmentation probabilities averaged over the 4 flips of each view (4x the seg-net cost)
 
     @classmethod
-    def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None) -> AnatomyPredictor:
-        """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``)."""
+    def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None,
+                      tta: bool = False) -> AnatomyPredictor:
+        """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``); ``tta``: flip
+        test-time augmentation of the segmentation net."""
         from lgeclip.anatomy.nets import build_landmark_net, build_seg_net
         from lgeclip.config import from_dict
         from lgeclip.utils import load_tensors
@@ -223,7 +226,7 @@ class AnatomyPredictor:
         seg.load_state_dict(load_tensors(w_s), strict=True)
         lm = build_landmark_net(lm_cfg.decoder_channels)
         lm.load_state_dict(load_tensors(w_l), strict=True)
-        return cls(seg, lm, seg_cfg, seg_view, lm_cfg, lm_view, device=device)
+        return cls(seg, lm, seg_cfg, seg_view, lm_cfg, lm_view, device=device, tta=tta)
 
     # -- nets on stacks of views
     def _run(self, net: Any, views: list[np.ndarray]) -> np.ndarray:
@@ -237,9 +240,15 @@ class AnatomyPredictor:
         return np.concatenate(outs) if outs else np.zeros((0,))
 
     def _seg_probs(self, views: list[np.ndarray]) -> np.ndarray:
-        logits = self._run(self.seg_net, views)
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)  # (N, 3, S, S)
+        flips = [(), (0,), (1,), (0, 1)] if self.tta else [()]
+        probs = 0.0
+        for axes in flips:  # axes of a (S, S) view; the same flip undoes it on the (N, 3, S, S) output
+            v = [np.ascontiguousarray(np.flip(x, axes)) for x in views] if axes else views
+            logits = self._run(self.seg_net, v)
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+            probs = probs + (np.flip(p, tuple(a + 2 for a in axes)) if axes else p)
+        return np.asarray(probs / len(flips), np.float32)  # (N, 3, S, S)
 
     def _decode(self, logits: np.ndarray) -> np.ndarray:
         import torch

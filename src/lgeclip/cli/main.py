@@ -94,11 +94,12 @@ def evaluate_anatomy_cmd(
     cohort: Path = typer.Option(..., help="Cohort folder with truth."),
     out: Path | None = typer.Option(None, help="Output folder (default: <cohort>/anatomy_eval)."),
     split: str = typer.Option("test", help="Patient split to evaluate (train/val/test/all)."),
+    tta: bool = typer.Option(False, help="Flip test-time augmentation of the segmentation net."),
 ) -> None:
     """Myocardium Dice and RVIP error (mm) against truth; JSON + picture grid."""
     from lgeclip.eval.anatomy import evaluate_anatomy
 
-    _print(evaluate_anatomy(seg, landmarks, cohort, out=out, split=split))
+    _print(evaluate_anatomy(seg, landmarks, cohort, out=out, split=split, tta=tta))
 
 
 @app.command()

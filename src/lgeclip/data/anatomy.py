@@ -60,6 +60,9 @@ class AnatomyDataCfg:
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
     repeats: int = 4  # samples drawn per training slice per epoch
+    # extra weight per --cohort (in the order given; empty = 1 each): e.g. [1, 4] draws every slice of the second
+    # cohort 4x as often, so a small real labelled cohort is not drowned by a large phantom
+    cohort_repeats: list[int] = field(default_factory=list)
     max_val_slices: int = 256  # cap on validation slices (evenly spaced)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class AnatomyDataCfg:
             raise ValueError(f"data: unknown split name(s) {bad}; known {SPLITS}")
         if self.repeats < 1:
             raise ValueError(f"data.repeats must be >= 1, got {self.repeats}")
+        if any(int(r) < 1 for r in self.cohort_repeats):
+            raise ValueError(f"data.cohort_repeats must be integers >= 1, got {self.cohort_repeats}")
 
 
 @dataclass

@@ -44,7 +44,7 @@ def _split_settings(seg_run: Path) -> tuple[int, tuple[float, float, float]]:
 
 def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path | None = None, split: str = "test",
                      device: str | None = None, batch: int = 16, grid_n: int = 16,
-                     predictor: AnatomyPredictor | None = None) -> dict:
+                     predictor: AnatomyPredictor | None = None, tta: bool = False) -> dict:
     """Myocardium Dice (per slice, per patient, mean) and RVIP error (mm; anterior, inferior, pooled) of the two
     nets on ``split`` ("train" / "val" / "test" / "all") of ``cohort``; writes JSON, CSV and a PNG grid."""
     if split not in (*SPLITS, "all"):
@@ -52,7 +52,7 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     cohort = Path(cohort)
     out = Path(out) if out is not None else cohort / "anatomy_eval"
     log = get_logger()
-    pred = predictor or AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device)
+    pred = predictor or AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device, tta=tta)
     seed, fractions = _split_settings(seg_run)
     which = cohort_splits(cohort, seed, fractions)
     records = [r for r in read_manifest(cohort) if split == "all" or which[r.patient_key] == split]
@@ -88,7 +88,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     per_patient = {k: float(np.mean(v)) for k, v in sorted(patients.items())}
     ant, inf = [r["err_ant_mm"] for r in rows], [r["err_inf_mm"] for r in rows]
     summary = {
-        "cohort": str(cohort), "split": split, "split_seed": seed, "n_slices": len(rows), "n_patients": len(patients),
+        "cohort": str(cohort), "split": split, "split_seed": seed, "tta": bool(pred.tta), "n_slices": len(rows),
+        "n_patients": len(patients),
         "n_failed": sum(r["failed"] for r in rows), "n_without_masks": n_no_masks,
         "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),
         "dice_myo_patient_mean": float(np.mean(list(per_patient.values()))),

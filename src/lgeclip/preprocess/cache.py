@@ -157,7 +157,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
             raise ValueError("build_cache: seg_run and landmarks_run are required unless oracle=True")
         from lgeclip.anatomy.predictor import AnatomyPredictor
 
-        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run)
+        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, tta=cfg.seg_tta)
     (out / "slices").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "preprocess.yaml")
 

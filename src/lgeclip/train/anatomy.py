@@ -53,6 +53,7 @@ class SegTrainCfg:
     aug: AnatomyAugCfg = field(default_factory=lambda: AnatomyAugCfg(flip_ud_prob=0.5))
     data: AnatomyDataCfg = field(default_factory=lambda: AnatomyDataCfg(repeats=2))
     loop: LoopCfg = field(default_factory=_seg_loop)
+    init_run: str | None = None  # start from this segmentation run's weights (fine-tuning; same net config)
 
 
 @dataclass
@@ -67,10 +68,21 @@ class LandmarkTrainCfg:
     aug: AnatomyAugCfg = field(default_factory=lambda: AnatomyAugCfg(rotate_deg=30.0, whole_image_prob=0.0))
     data: AnatomyDataCfg = field(default_factory=lambda: AnatomyDataCfg(repeats=4))
     loop: LoopCfg = field(default_factory=_landmark_loop)
+    init_run: str | None = None  # start from this landmark run's weights (fine-tuning; same net config)
 
 
 def _task_dict(cfg) -> dict:
-    return {k: to_dict(getattr(cfg, k)) for k in ("net", "view", "aug", "data")}
+    return {**{k: to_dict(getattr(cfg, k)) for k in ("net", "view", "aug", "data")}, "init_run": cfg.init_run}
+
+
+def weight_by_cohort(slices: list, cohorts: list[Path], cohort_repeats: list[int]) -> list:
+    """``slices`` with each slice listed ``cohort_repeats[i]`` times for the i-th cohort (empty list: unchanged)."""
+    if not cohort_repeats:
+        return slices
+    if len(cohort_repeats) != len(cohorts):
+        raise ValueError(f"data.cohort_repeats has {len(cohort_repeats)} entries for {len(cohorts)} cohorts")
+    w = {str(c): int(r) for c, r in zip(cohorts, cohort_repeats, strict=True)}
+    return [s for s in slices for _ in range(w[s.cohort])]
 
 
 class _AnatomyTask(Task):
@@ -88,9 +100,20 @@ class _AnatomyTask(Task):
             for k in ("used", "no_masks", "empty_lv", "no_rvip"):
                 self.stats["cohorts"][c][k] += s[k]
         self.stats["n_train_slices"], self.stats["n_val_slices"] = len(self.train_slices), len(self.val_slices)
+        self.train_slices = weight_by_cohort(self.train_slices, self.cohorts, list(d.cohort_repeats))
         if not self.train_slices:
             raise ValueError(f"{self.name}: no usable training slice in {[str(c) for c in self.cohorts]} "
                              f"(skipped: {self._skips()})")
+
+    def init_weights(self, model: nn.Module) -> nn.Module:
+        """Load ``cfg.init_run``'s weights (fine-tuning); a resumed run then overwrites them from its checkpoint."""
+        if self.cfg.init_run:
+            path = Path(self.cfg.init_run) / "model.safetensors"
+            if not path.is_file():
+                raise FileNotFoundError(f"init_run {self.cfg.init_run}: no model.safetensors")
+            model.load_state_dict(load_tensors(path))
+            get_logger("lgeclip.train").info(f"{self.name}: weights initialised from {self.cfg.init_run}")
+        return model
 
     def _skips(self) -> dict:
         return {c: {k: s[k] for k in ("no_masks", "empty_lv", "no_rvip")} for c, s in self.stats["cohorts"].items()}
@@ -123,7 +146,7 @@ class SegmentationTask(_AnatomyTask):
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
 
     def build_model(self) -> nn.Module:
-        return build_seg_net(self.cfg.net.decoder_channels)
+        return self.init_weights(build_seg_net(self.cfg.net.decoder_channels))
 
     def train_dataset(self) -> SegmentationDataset:
         return SegmentationDataset(self.train_slices, self.cfg.view, self.cfg.aug, train=True,
@@ -177,7 +200,7 @@ class LandmarkTask(_AnatomyTask):
     need_rvip = True
 
     def build_model(self) -> nn.Module:
-        return build_landmark_net(self.cfg.net.decoder_channels)
+        return self.init_weights(build_landmark_net(self.cfg.net.decoder_channels))
 
     def train_dataset(self) -> LandmarkDataset:
         return LandmarkDataset(self.train_slices, self.cfg.view, self.cfg.aug, train=True, seed=self.cfg.loop.seed,
