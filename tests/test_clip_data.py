@@ -128,3 +128,27 @@ def test_data_config_validation():
     with pytest.raises(ConfigError):
         from_dict(DataCfg, apply_overrides({}, ["synth.lambda=0.5"]))
     assert from_dict(DataCfg, apply_overrides({}, ["synth.prob=0.25"])).synth.prob == 0.25
+
+
+def test_negative_templates_caption_clean_negatives_only(records):
+    from lgeclip.synth.templates import NEGATIVE_TEMPLATES
+
+    base = _cfg(synth=SynthScarCfg(prob=0.5), augment=AugmentCfg(enabled=False))
+    plain = ClipPairs(records, base, train=True, seed=1)
+    neg = ClipPairs(records, dataclasses.replace(base, negative_template_prob=1.0), train=True, seed=1)
+    n_template = 0
+    for i in range(len(neg)):
+        a, b = plain[i], neg[i]
+        r = neg.records[i]
+        report = [f"{s} {level_suffix(r.level)}" for s in r.sentences]
+        assert a["synthetic"] == b["synthetic"] and torch.equal(a["image"], b["image"])  # same draws up to there
+        if r.label == "negative" and not b["synthetic"]:
+            n_template += 1
+            assert b["caption"] not in report and b["caption"].endswith(level_suffix(r.level))
+            assert " no " in f" {b['caption'].lower()} "
+            assert any(t.split("{enh}")[0].strip().lower() in b["caption"].lower() for t in NEGATIVE_TEMPLATES)
+        else:
+            assert b["caption"] == a["caption"]  # positives and synthetic scars keep their captions
+    assert n_template > 0
+    with pytest.raises(ValueError, match="negative_template_prob"):
+        _cfg(negative_template_prob=1.5)

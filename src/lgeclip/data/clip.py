@@ -14,7 +14,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from lgeclip.synth import SynthScarCfg, synthesize_scar
-from lgeclip.synth.templates import level_suffix
+from lgeclip.synth.templates import draw_negative_sentence, level_suffix
 
 LABEL_CODE = {"positive": 1, "negative": 0, "unknown": -1}
 
@@ -44,6 +44,9 @@ class DataCfg:
     orientation: bool = True  # use the orientation-normalised variant of the cache (False: ablation)
     synth_enabled: bool = True  # synthetic scar on report-negative slices (False: ablation)
     synth: SynthScarCfg = field(default_factory=SynthScarCfg)
+    # chance that a report-negative slice left without synthetic scar is captioned with a negated template sentence
+    # (synth.templates.NEGATIVE_TEMPLATES) instead of its report sentence; 0 = the paper
+    negative_template_prob: float = 0.0
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
@@ -51,6 +54,8 @@ class DataCfg:
     def __post_init__(self) -> None:
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
+        if not 0.0 <= self.negative_template_prob <= 1.0:
+            raise ValueError(f"negative_template_prob must be in [0, 1], got {self.negative_template_prob}")
 
 
 def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
@@ -109,7 +114,8 @@ class ClipPairs(Dataset):
 
     Training items (``train=True``): one LGE sentence drawn from the patient's report sentences, plus
     "This image is from <level> level."; a report-negative slice gets a synthetic scar and its generated sentence
-    (which ends with the level sentence) with probability ``cfg.synth.prob`` when ``cfg.synth_enabled``; then the
+    (which ends with the level sentence) with probability ``cfg.synth.prob`` when ``cfg.synth_enabled``; one left
+    clean is captioned with a negated template with probability ``cfg.negative_template_prob``; then the
     light augmentation. Every draw of item ``index`` comes from ``default_rng([seed, epoch, index])``.
     With ``require_caption`` (CLIP training) slices whose report has no LGE sentence are left out: they have no
     text to pair with. Evaluation items (``train=False``) keep every record and are neither synthesised nor
@@ -146,6 +152,10 @@ class ClipPairs(Dataset):
                 )
                 if sentence is not None:
                     image, caption, synthetic = scarred, sentence, True
+            # drawn only when enabled, so runs without it keep their random streams
+            if (self.cfg.negative_template_prob > 0 and r.label == "negative" and not synthetic
+                    and rng.random() < self.cfg.negative_template_prob):
+                caption = draw_negative_sentence(rng, r.level)
             image = _augment(image, rng, self.cfg.augment)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],

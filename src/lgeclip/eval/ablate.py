@@ -23,6 +23,7 @@ TABLES = {
     "main": "Table 1 — text-supervised (zero-shot) vs image-only supervised baseline",
     "ablation": "Table 2 — ablations of the proposed model",
     "init": "Table 3 — vision encoder initialisation",
+    "extension": "Beyond the paper",
 }
 
 

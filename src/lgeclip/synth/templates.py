@@ -28,6 +28,19 @@ TEMPLATES: tuple[str, ...] = (
 )
 
 
+# Sentences for report-negative slices that keep their clean image (data.negative_template_prob): the negated
+# counterpart of TEMPLATES, so that "no <enhancement>" is tied to clean myocardium as firmly as the synthetic
+# sentences tie "<enhancement> in the <location> wall" to scar. {enh} is filled in.
+NEGATIVE_TEMPLATES: tuple[str, ...] = (
+    "There is no {enh} in the myocardium.",
+    "No {enh} is seen.",
+    "No myocardial {enh}.",
+    "The myocardium shows no {enh}.",
+    "There is no evidence of {enh}.",
+    "No {enh} in the left ventricular wall.",
+)
+
+
 def level_suffix(level: str) -> str:
     """The level sentence appended to every caption: ``"This image is from <level> level."``."""
     return f"This image is from {level} level."
@@ -48,3 +61,10 @@ def draw_sentence(rng: np.random.Generator, location: str, extent: str, level: s
     t = int(rng.integers(len(TEMPLATES)))
     e = int(rng.integers(len(ENHANCEMENT_WORDS)))
     return render_sentence(t, e, location, extent, level), {"template": t, "enhancement_word": ENHANCEMENT_WORDS[e]}
+
+
+def draw_negative_sentence(rng: np.random.Generator, level: str) -> str:
+    """A negated template sentence (see NEGATIVE_TEMPLATES) ending with ``level_suffix(level)``."""
+    t = NEGATIVE_TEMPLATES[int(rng.integers(len(NEGATIVE_TEMPLATES)))]
+    body = t.format(enh=ENHANCEMENT_WORDS[int(rng.integers(len(ENHANCEMENT_WORDS)))])
+    return f"{_capitalise(body)} {level_suffix(level)}"
