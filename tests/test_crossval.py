@@ -76,6 +76,8 @@ def test_crossval_end_to_end_and_resume(tmp_path, monkeypatch):
     assert all(Path(r.path).is_file() for r in view)
     assert {r.patient_key for r in view if r.split == "test"} == {k for k, f in fold_of.items() if f == 1}
     assert not any(Path(p).suffix == ".npz" for p in (out / "folds").rglob("*"))  # nothing copied
+    meta = json.loads((out / "folds" / "fold1" / "cache" / "cache.json").read_text())
+    assert meta["crossval"]["fold"] == 1 and meta["split"]["test"] == sum(r.split == "test" for r in view)
 
     def no_training(*a, **k):
         raise AssertionError("a finished fold was trained again")

@@ -89,6 +89,7 @@ def write_fold_cache(source: Path, out: Path, splits: dict[str, str], info: dict
             rows.append([row[h] for h in header])
     meta = json.loads((source / "cache.json").read_text())
     meta["crossval"] = {**info, "source_cache": str(source)}
+    meta["split"] = {s: sum(splits[r.patient_key] == s for r in records) for s in ("train", "val", "test")}
     atomic_write_json(out / "cache.json", meta)
     if (source / "preprocess.yaml").exists():
         shutil.copyfile(source / "preprocess.yaml", out / "preprocess.yaml")
