@@ -268,7 +268,7 @@ def test_build_cache_with_predictor_batches(tmp_path, monkeypatch):
 
     class FakePredictor:
         @classmethod
-        def from_run_dirs(cls, seg_run, landmarks_run):
+        def from_run_dirs(cls, seg_run, landmarks_run, tta=False):
             assert Path(seg_run).name == "seg" and Path(landmarks_run).name == "lm"
             return cls()
 
