@@ -25,6 +25,8 @@ def test_summary_and_markdown_tables():
                                                                           "auroc": 0.9}],
         "image_only": [{"seed": 0, "balanced_accuracy": 0.85, "auroc": 0.95}],
         "no_synth": [{"seed": 0, "balanced_accuracy": 0.6, "auroc": 0.7}],
+        "no_caption": [{"seed": 0, "balanced_accuracy": 0.8, "auroc": 0.9}],
+        "neg_templates": [{"seed": 0, "balanced_accuracy": 0.5, "auroc": 0.5}],
     }
     s = summarise(runs, variants)
     assert s["proposed"]["balanced_accuracy"]["mean"] == pytest.approx(0.8)
@@ -35,3 +37,5 @@ def test_summary_and_markdown_tables():
     assert "Table 1" in md and "Table 2" in md and "Table 3" in md  # proposed doubles as the segmentation init
     assert "- proposed vs image_only: balanced acc. 0.800 vs 0.850: NOT as in the paper" in md
     assert "- proposed vs no_synth: balanced acc. 0.800 vs 0.600: same as the paper" in md
+    assert "- proposed vs no_caption: balanced acc. 0.800 vs 0.800: tie" in md
+    assert "Beyond the paper" in md and "proposed vs neg_templates" not in md  # no paper counterpart
