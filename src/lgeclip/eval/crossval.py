@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from lgeclip.eval.ablate import mean_sd
-from lgeclip.metrics import binary_metrics
 from lgeclip.preprocess.cache import CacheRecord, read_cache
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text, get_logger
 
@@ -104,15 +103,13 @@ def _read_patients(path: Path) -> list[dict]:
 
 def pooled_metrics(rows: list[dict], threshold: float, n_boot: int = 1000) -> dict:
     """Metrics over the out-of-fold patient table (rows with label positive/negative and p_lge)."""
-    from lgeclip.eval.evaluate import bootstrap_ci
+    from lgeclip.eval.evaluate import patient_metrics
 
     known = [r for r in rows if r["label"] in ("positive", "negative")]
     y = np.array([r["label"] == "positive" for r in known])
     p = np.array([float(r["p_lge"]) for r in known])
-    m = binary_metrics(y, p, threshold)
-    out = {k: v for k, v in m.to_dict().items() if k != "n"}
-    out.update({"n_patients": len(known), "confusion": {"tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn}})
-    out.update(bootstrap_ci(y, p, threshold, n_boot))
+    out = patient_metrics(y, p, threshold, n_boot)
+    out["n_patients"] = len(known)
     return out
 
 

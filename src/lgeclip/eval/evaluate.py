@@ -39,6 +39,15 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 1
             "auroc_ci95": [float(np.percentile(au, 2.5)), float(np.percentile(au, 97.5))]}
 
 
+def patient_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_boot: int = 1000) -> dict:
+    """Binary metrics at ``threshold`` (NaN -> None), confusion counts and the patient-bootstrap 95 % intervals."""
+    m = binary_metrics(y, p, threshold)
+    out = _nan_to_none({k: v for k, v in m.to_dict().items() if k != "n"})
+    out["confusion"] = {"tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn}
+    out.update(bootstrap_ci(y, p, threshold, n_boot))
+    return out
+
+
 def _nan_to_none(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
 
@@ -67,10 +76,7 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
                      "n_slices": len(records), "n_patients": len(known),
                      "n_unknown_label_patients": len(pats) - len(known)}
     if len(known):
-        m = binary_metrics(y, pp, cfg.eval.threshold)
-        summary.update(_nan_to_none({k: v for k, v in m.to_dict().items() if k not in ("n",)}))
-        summary["confusion"] = {"tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn}
-        summary.update(bootstrap_ci(y, pp, cfg.eval.threshold, n_boot))
+        summary.update(patient_metrics(y, pp, cfg.eval.threshold, n_boot))
     st = [(r.scar_truth, float(pi)) for r, pi in zip(records, p, strict=True) if r.scar_truth is not None]
     if st:
         ms = binary_metrics(np.array([t for t, _ in st]), np.array([q for _, q in st]), cfg.eval.threshold)
