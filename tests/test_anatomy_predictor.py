@@ -139,6 +139,8 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     assert res["rvip_mm"]["anterior"]["n"] == 4 and res["rvip_mm"]["pooled"]["n"] == 8
     saved = json.loads((tmp_path / "eval" / "anatomy_eval.json").read_text())
     assert saved["dice_myo_per_patient"] == res["dice_myo_per_patient"]
+    assert set(res["dice_myo_volume_per_patient"]) == set(res["dice_myo_per_patient"])
+    assert res["dice_myo_volume_mean"] > 0.9
     assert (tmp_path / "eval" / "anatomy_grid.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "per_slice.csv").read_text().count("\n") == 5
     res2 = evaluate_anatomy(seg_run, tmp_path / "lm", emidec_like, out=tmp_path / "eval2", split="all", predictor=pred)
@@ -146,6 +148,31 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     assert (tmp_path / "eval2" / "anatomy_grid.png").is_file()
     with pytest.raises(ValueError, match="split"):
         evaluate_anatomy(seg_run, tmp_path / "lm", cohort, split="bogus", predictor=pred)
+
+
+def test_pass1_retries_small_lv_on_magnified_view():
+    arr = clean_ring(6, shape=(256, 256), spacing=1.5)
+    n_lv = int(arr["myocardium"].sum() + arr["blood_pool"].sum())
+    view = ViewCfg(size=128, pixel_mm=1.0, percentiles=(0.0, 100.0))
+    # the 384 mm field in 128 px (3 mm/px) shows the LV in ~n_lv / 4 pixels: below this minimum; 2x zoom shows ~n_lv
+    cfg = SegNetCfg(min_lv_pixels=n_lv // 2)
+    single = AnatomyPredictor(FakeSeg(), FakeLandmarks(), cfg, view, LandmarkNetCfg(), view, device="cpu",
+                              pass1_zooms=(1.0,))
+    with pytest.raises(NoLVError, match="pass 1"):
+        single.predict(arr["image"], 1.5)
+    retry = AnatomyPredictor(FakeSeg(), FakeLandmarks(), cfg, view, LandmarkNetCfg(), view, device="cpu")
+    assert retry.pass1_zooms == (1.0, 2.0)
+    res = retry.predict(arr["image"], 1.5)
+    assert dice(res.myocardium, arr["myocardium"]) > 0.9
+
+
+def test_volume_dice_pools_pixels_over_slices():
+    from lgeclip.eval.anatomy import _volume_dice
+
+    rows = [{"myo_overlap_px": 40, "myo_pred_px": 50, "myo_true_px": 50},   # slice Dice 0.8
+            {"myo_overlap_px": 0, "myo_pred_px": 0, "myo_true_px": 10}]     # failed slice: Dice 0
+    assert _volume_dice(rows) == pytest.approx(80 / 110)  # vs 0.4 as the mean of slice Dice
+    assert _volume_dice([{"myo_overlap_px": 0, "myo_pred_px": 0, "myo_true_px": 0}]) == 1.0
 
 
 class CornerSeg(nn.Module):

@@ -31,3 +31,14 @@ def test_unknown_key_and_wrong_type_are_errors():
         from_dict(Outer, {"nmae": "y"})
     with pytest.raises(ConfigError):
         from_dict(Outer, {"inner": {"a": "three"}})
+
+
+def test_yaml11_exponent_strings_are_floats_but_words_are_not(tmp_path):
+    # PyYAML reads "1e-4" (no dot) as a string; a float field must still take it
+    cfg = load_config(Outer, None, ["inner.b=1e-4", "name=1e-4"])
+    assert cfg.inner.b == pytest.approx(1e-4) and isinstance(cfg.inner.b, float)
+    assert cfg.name == "1e-4"  # a str field keeps the text
+    with pytest.raises(ConfigError, match="not a float"):
+        from_dict(Outer, {"inner": {"b": "fast"}})
+    with pytest.raises(ConfigError):
+        from_dict(Outer, {"inner": {"a": "1e3"}})  # ints are not coerced from text

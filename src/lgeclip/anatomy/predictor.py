@@ -1,7 +1,8 @@
 """Two-pass anatomy inference (LV myocardium / blood pool + RV insertion points) on a slice's native grid.
 
 Pass 1: the whole percentile-normalised image, padded to a square field and resampled to ``view.size`` pixels,
-goes through the segmentation net; the largest LV component (blood pool + myocardium) gives a coarse centre.
+goes through the segmentation net; the largest LV component (blood pool + myocardium) gives a coarse centre
+(a slice where it finds none, typically a small apical LV, is retried on a 2x magnified central view).
 Pass 2: a ``view.pixel_mm`` mm/pixel, ``view.size`` x ``view.size`` crop around that centre goes through both
 nets. Class probabilities map back to the native grid bilinearly (then argmax), points by the crop's affine.
 The same :class:`CropGeometry` builds the training samples (``lgeclip.data.anatomy``), so both sides agree.
@@ -197,7 +198,8 @@ class AnatomyPredictor:
 
     def __init__(self, seg_net: Any, landmark_net: Any, seg_net_cfg: SegNetCfg, seg_view: ViewCfg,
                  landmark_cfg: LandmarkNetCfg, landmark_view: ViewCfg, device: str | None = None,
-                 batch_size: int = 32, recenter_mm: float = 10.0, tta: bool = False) -> None:
+                 batch_size: int = 32, recenter_mm: float = 10.0, tta: bool = False,
+                 pass1_zooms: Sequence[float] = (1.0, 2.0)) -> None:
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -208,6 +210,7 @@ class AnatomyPredictor:
         self.batch_size = batch_size
         self.recenter_mm = recenter_mm  # redo pass 2 once when its LV centre moved further than this
         self.tta = tta  # segmentation probabilities averaged over the 4 flips of each view (4x the seg-net cost)
+        self.pass1_zooms = tuple(float(z) for z in pass1_zooms)  # whole view first, then magnified retries
 
     @classmethod
     def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None,
@@ -284,15 +287,23 @@ class AnatomyPredictor:
             spacings.append(sp)
         sv = self.seg_view
         normed = [normalise_intensity(im, sv.percentiles) for im in imgs]
-        # pass 1: whole image -> coarse LV centre
-        g1 = [whole_image_geometry(im.shape, sp, sv.size) for im, sp in zip(imgs, spacings, strict=True)]
-        p1 = self._seg_probs([g.sample(n) for g, n in zip(g1, normed, strict=True)])
-        centers = []
-        for g, pr, name in zip(g1, p1, names, strict=True):
-            myo, blood = lv_from_labels(np.argmax(pr, axis=0))
-            if myo.sum() + blood.sum() < self.seg_cfg.min_lv_pixels:
-                raise NoLVError(f"{name}: no LV found by the segmentation net in the whole-image pass (pass 1)")
-            centers.append(g.to_native(np.array(lv_center(myo, blood))))
+        # pass 1: whole image -> coarse LV centre; slices where it finds nothing (small apical LVs are a few
+        # pixels in a 128-px view of the whole field) are retried on magnified central views
+        centers: list[np.ndarray | None] = [None] * len(imgs)
+        for zoom in self.pass1_zooms:
+            todo = [i for i, c in enumerate(centers) if c is None]
+            if not todo:
+                break
+            g1 = [whole_image_geometry(imgs[i].shape, spacings[i], sv.size, zoom=zoom) for i in todo]
+            p1 = self._seg_probs([g.sample(normed[i]) for g, i in zip(g1, todo, strict=True)])
+            for i, g, pr in zip(todo, g1, p1, strict=True):
+                myo, blood = lv_from_labels(np.argmax(pr, axis=0))
+                if myo.sum() + blood.sum() >= self.seg_cfg.min_lv_pixels:
+                    centers[i] = g.to_native(np.array(lv_center(myo, blood)))
+        for c, name in zip(centers, names, strict=True):
+            if c is None:
+                raise NoLVError(f"{name}: no LV found by the segmentation net in the whole-image pass (pass 1, "
+                                f"zooms {list(self.pass1_zooms)})")
         # pass 2: LV crop (recentred once if the fine centre moved far)
         seg_out = self._pass2(normed, spacings, centers, names)
         for i, (_, _, c_new) in enumerate(seg_out):

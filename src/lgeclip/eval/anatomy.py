@@ -28,6 +28,14 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if denom == 0 else float(2.0 * (p & t).sum() / denom)
 
 
+def _volume_dice(rows: list[dict]) -> float:
+    """Dice of a patient's evaluated slices taken together as one volume (the EMIDEC challenge's 3-D Dice);
+    a failed slice counts with an empty prediction."""
+    inter = sum(r["myo_overlap_px"] for r in rows)
+    denom = sum(r["myo_pred_px"] + r["myo_true_px"] for r in rows)
+    return 1.0 if denom == 0 else float(2.0 * inter / denom)
+
+
 def _stats(values: list[float]) -> dict:
     v = np.asarray([x for x in values if np.isfinite(x)], float)
     if v.size == 0:
@@ -45,8 +53,9 @@ def _split_settings(seg_run: Path) -> tuple[int, tuple[float, float, float]]:
 def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path | None = None, split: str = "test",
                      device: str | None = None, batch: int = 16, grid_n: int = 16,
                      predictor: AnatomyPredictor | None = None, tta: bool = False) -> dict:
-    """Myocardium Dice (per slice, per patient, mean) and RVIP error (mm; anterior, inferior, pooled) of the two
-    nets on ``split`` ("train" / "val" / "test" / "all") of ``cohort``; writes JSON, CSV and a PNG grid."""
+    """Myocardium Dice (per slice; per patient as the mean of its slices and as one volume) and RVIP error (mm;
+    anterior, inferior, pooled) of the two nets on ``split`` ("train" / "val" / "test" / "all") of ``cohort``;
+    writes JSON, CSV and a PNG grid."""
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
     cohort = Path(cohort)
@@ -71,10 +80,13 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
             sp = np.asarray(a["spacing_mm"], float).reshape(-1)
             sp = np.array([sp[0], sp[-1]])
             row = {"slice_id": r.slice_id, "patient_key": r.patient_key, "level": r.level, "failed": res is None,
-                   "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan}
+                   "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan,
+                   "myo_true_px": int((np.asarray(a["myocardium"]) > 0).sum()), "myo_pred_px": 0, "myo_overlap_px": 0}
             truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
             if res is not None:
                 row["dice_myo"] = dice(res.myocardium, a["myocardium"])
+                row["myo_pred_px"] = int((res.myocardium > 0).sum())
+                row["myo_overlap_px"] = int(((res.myocardium > 0) & (np.asarray(a["myocardium"]) > 0)).sum())
                 row["dice_blood"] = dice(res.blood_pool, a.get("blood_pool", np.zeros_like(res.blood_pool)))
                 for k, name in enumerate(("err_ant_mm", "err_inf_mm")):
                     if np.all(np.isfinite(truth[k])):
@@ -82,10 +94,11 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
             rows.append(row)
             if r.slice_id in grid_ids:
                 shown.append((r.slice_id, a, res, row))
-    patients: dict[str, list[float]] = {}
+    patients: dict[str, list[dict]] = {}
     for row in rows:
-        patients.setdefault(row["patient_key"], []).append(row["dice_myo"])
-    per_patient = {k: float(np.mean(v)) for k, v in sorted(patients.items())}
+        patients.setdefault(row["patient_key"], []).append(row)
+    per_patient = {k: float(np.mean([r["dice_myo"] for r in v])) for k, v in sorted(patients.items())}
+    per_patient_volume = {k: _volume_dice(v) for k, v in sorted(patients.items())}
     ant, inf = [r["err_ant_mm"] for r in rows], [r["err_inf_mm"] for r in rows]
     summary = {
         "cohort": str(cohort), "split": split, "split_seed": seed, "tta": bool(pred.tta), "n_slices": len(rows),
@@ -93,9 +106,11 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         "n_failed": sum(r["failed"] for r in rows), "n_without_masks": n_no_masks,
         "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),
         "dice_myo_patient_mean": float(np.mean(list(per_patient.values()))),
+        "dice_myo_volume_mean": float(np.mean(list(per_patient_volume.values()))),
         "dice_blood_mean": float(np.mean([r["dice_blood"] for r in rows])),
         "rvip_mm": {"anterior": _stats(ant), "inferior": _stats(inf), "pooled": _stats(ant + inf)},
         "dice_myo_per_patient": per_patient,
+        "dice_myo_volume_per_patient": per_patient_volume,
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "anatomy_eval.json", summary)
@@ -106,7 +121,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     atomic_write_text(out / "per_slice.csv", buf.getvalue())
     _grid(shown, out / "anatomy_grid.png")
     summary["out"] = str(out)
-    log.info(f"anatomy eval {cohort} [{split}]: Dice myo {summary['dice_myo_mean']:.3f} over {len(rows)} slices, "
+    log.info(f"anatomy eval {cohort} [{split}]: Dice myo {summary['dice_myo_mean']:.3f} over {len(rows)} slices "
+             f"(patient volumes {summary['dice_myo_volume_mean']:.3f}), "
              f"RVIP pooled median {summary['rvip_mm']['pooled']['median']} mm, {summary['n_failed']} failed")
     return summary
 
