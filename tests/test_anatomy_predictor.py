@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -141,6 +142,8 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     assert saved["dice_myo_per_patient"] == res["dice_myo_per_patient"]
     assert set(res["dice_myo_volume_per_patient"]) == set(res["dice_myo_per_patient"])
     assert res["dice_myo_volume_mean"] > 0.9
+    levels = {row["level"] for row in csv.DictReader((tmp_path / "eval" / "per_slice.csv").read_text().splitlines())}
+    assert set(res["dice_myo_per_level"]) == levels and all(v > 0.9 for v in res["dice_myo_per_level"].values())
     assert (tmp_path / "eval" / "anatomy_grid.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "per_slice.csv").read_text().count("\n") == 5
     res2 = evaluate_anatomy(seg_run, tmp_path / "lm", emidec_like, out=tmp_path / "eval2", split="all", predictor=pred)

@@ -140,7 +140,7 @@ def test_no_usable_slices_is_an_error(cohorts, tmp_path):
 
 def test_cohort_weighting_and_fine_tuning_from_a_run(runs, cohorts, tmp_path):
     """cohort_repeats multiplies one cohort's training slices; init_run starts from an earlier run's weights."""
-    from lgeclip.train.anatomy import SegmentationTask
+    from lgeclip.train.anatomy import LandmarkTask, SegmentationTask
 
     root, rings, no_rvip = cohorts
     base = load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml")
@@ -164,3 +164,14 @@ def test_cohort_weighting_and_fine_tuning_from_a_run(runs, cohorts, tmp_path):
     with pytest.raises(FileNotFoundError, match="init_run"):
         SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml", [f"init_run={tmp_path}"]),
                          [rings]).build_model()
+    # a decoder with an extra full-resolution stage: shared tensors come from the run, the new stage and head do not
+    deeper = SegmentationTask(load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml",
+                                          [f"init_run={root / 'seg'}", "net.decoder_channels=[128, 64, 32, 32, 16]"]),
+                              [rings]).build_model().state_dict()
+    assert torch.equal(deeper["encoder.conv0.weight"], trained["encoder.conv0.weight"])
+    assert torch.equal(deeper["decoder.blocks.0.0.weight"], trained["decoder.blocks.0.0.weight"])
+    assert "decoder.final.0.weight" not in trained and "decoder.final.0.weight" in deeper
+    assert deeper["decoder.head.weight"].shape[1] == 16 != trained["decoder.head.weight"].shape[1]
+    with pytest.raises(ValueError, match="tensors match"):
+        LandmarkTask(load_config(LandmarkTrainCfg, RECIPES / "landmarks_smoke.yaml", [f"init_run={root / 'seg'}"]),
+                     [rings]).build_model()

@@ -107,6 +107,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),
         "dice_myo_patient_mean": float(np.mean(list(per_patient.values()))),
         "dice_myo_volume_mean": float(np.mean(list(per_patient_volume.values()))),
+        "dice_myo_per_level": {lv: float(np.mean([r["dice_myo"] for r in rows if r["level"] == lv]))
+                               for lv in sorted({r["level"] for r in rows})},
         "dice_blood_mean": float(np.mean([r["dice_blood"] for r in rows])),
         "rvip_mm": {"anterior": _stats(ant), "inferior": _stats(inf), "pooled": _stats(ant + inf)},
         "dice_myo_per_patient": per_patient,

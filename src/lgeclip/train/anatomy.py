@@ -53,7 +53,7 @@ class SegTrainCfg:
     aug: AnatomyAugCfg = field(default_factory=lambda: AnatomyAugCfg(flip_ud_prob=0.5))
     data: AnatomyDataCfg = field(default_factory=lambda: AnatomyDataCfg(repeats=2))
     loop: LoopCfg = field(default_factory=_seg_loop)
-    init_run: str | None = None  # start from this segmentation run's weights (fine-tuning; same net config)
+    init_run: str | None = None  # start from this segmentation run's weights (fine-tuning; matching tensors)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class LandmarkTrainCfg:
     aug: AnatomyAugCfg = field(default_factory=lambda: AnatomyAugCfg(rotate_deg=30.0, whole_image_prob=0.0))
     data: AnatomyDataCfg = field(default_factory=lambda: AnatomyDataCfg(repeats=4))
     loop: LoopCfg = field(default_factory=_landmark_loop)
-    init_run: str | None = None  # start from this landmark run's weights (fine-tuning; same net config)
+    init_run: str | None = None  # start from this landmark run's weights (fine-tuning; matching tensors)
 
 
 def _task_dict(cfg) -> dict:
@@ -106,13 +106,25 @@ class _AnatomyTask(Task):
                              f"(skipped: {self._skips()})")
 
     def init_weights(self, model: nn.Module) -> nn.Module:
-        """Load ``cfg.init_run``'s weights (fine-tuning); a resumed run then overwrites them from its checkpoint."""
+        """Load ``cfg.init_run``'s weights (fine-tuning); a resumed run then overwrites them from its checkpoint.
+
+        Tensors whose name and shape match are loaded; the others (e.g. a decoder that gained a full-resolution
+        stage) start fresh and are logged. Fewer than half of the model's tensors matching is an error."""
         if self.cfg.init_run:
             path = Path(self.cfg.init_run) / "model.safetensors"
             if not path.is_file():
                 raise FileNotFoundError(f"init_run {self.cfg.init_run}: no model.safetensors")
-            model.load_state_dict(load_tensors(path))
-            get_logger("lgeclip.train").info(f"{self.name}: weights initialised from {self.cfg.init_run}")
+            own, src = model.state_dict(), load_tensors(path)
+            match = {k: v for k, v in src.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+            if len(match) < len(own) / 2:
+                raise ValueError(f"init_run {self.cfg.init_run}: only {len(match)} of {len(own)} tensors match this "
+                                 f"{self.name} net (a different architecture?)")
+            model.load_state_dict(match, strict=False)
+            fresh = sorted(set(own) - set(match))
+            msg = f"{self.name}: weights initialised from {self.cfg.init_run}"
+            if fresh:
+                msg += f"; {len(fresh)} tensors start fresh (no match): {fresh[:6]}{' ...' if len(fresh) > 6 else ''}"
+            get_logger("lgeclip.train").info(msg)
         return model
 
     def _skips(self) -> dict:
