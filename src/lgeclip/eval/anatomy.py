@@ -79,14 +79,15 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         for r, a, res in zip(chunk, arrays, results, strict=True):
             sp = np.asarray(a["spacing_mm"], float).reshape(-1)
             sp = np.array([sp[0], sp[-1]])
+            true_myo = np.asarray(a["myocardium"]) > 0
             row = {"slice_id": r.slice_id, "patient_key": r.patient_key, "level": r.level, "failed": res is None,
                    "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan,
-                   "myo_true_px": int((np.asarray(a["myocardium"]) > 0).sum()), "myo_pred_px": 0, "myo_overlap_px": 0}
+                   "myo_true_px": int(true_myo.sum()), "myo_pred_px": 0, "myo_overlap_px": 0}
             truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
             if res is not None:
-                row["dice_myo"] = dice(res.myocardium, a["myocardium"])
-                row["myo_pred_px"] = int((res.myocardium > 0).sum())
-                row["myo_overlap_px"] = int(((res.myocardium > 0) & (np.asarray(a["myocardium"]) > 0)).sum())
+                pred_myo = np.asarray(res.myocardium) > 0
+                row["dice_myo"] = dice(pred_myo, true_myo)
+                row["myo_pred_px"], row["myo_overlap_px"] = int(pred_myo.sum()), int((pred_myo & true_myo).sum())
                 row["dice_blood"] = dice(res.blood_pool, a.get("blood_pool", np.zeros_like(res.blood_pool)))
                 for k, name in enumerate(("err_ant_mm", "err_inf_mm")):
                     if np.all(np.isfinite(truth[k])):
