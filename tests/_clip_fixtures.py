@@ -99,21 +99,23 @@ def make_tiny_cohort(root: Path, n_patients: int = 12, seed: int = 0, positive_f
     return root
 
 
-def make_tiny_cache(tmp_path: Path, n_patients: int = 12, size: int = 64, seed: int = 0,
-                    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> Path:
-    """A preprocessed cache (``build_cache(..., oracle=True)``) of a tiny ring cohort at ``size`` px (1 mm pixels).
+def make_tiny_cache(tmp_path: Path, n_patients: int = 12, size: int = 64, seed: int = 0, n_folds: int = 5,
+                    val_fraction: float = 0.125) -> Path:
+    """A preprocessed cache (``build_cache(..., oracle=True)``, fold 0) of a tiny ring cohort at ``size`` px (1 mm
+    pixels), whose cohort ``splits.json`` has ``n_folds`` folds and ``val_fraction`` (split seed ``seed``).
 
-    Returns the cache folder ``tmp_path/cache_<n>_<size>_<seed>`` (re-used when it already exists)."""
+    Returns the cache folder under ``tmp_path`` (re-used when it already exists)."""
+    from lgeclip.io.splits import ensure_splits
     from lgeclip.preprocess.cache import build_cache
 
     tmp_path = Path(tmp_path)
-    out = tmp_path / f"cache_{n_patients}_{size}_{seed}_{'_'.join(str(f) for f in split_fractions)}"
+    tag = f"{n_patients}_{seed}_{n_folds}_{val_fraction}"
+    out = tmp_path / f"cache_{tag}_{size}"
     if (out / "index.csv").is_file():
         return out
-    cohort = make_tiny_cohort(tmp_path / f"cohort_{n_patients}_{seed}", n_patients, seed)
-    fr = ",".join(str(f) for f in split_fractions)
-    summary = build_cache(cohort, None, None, out, oracle=True,
-                          overrides=[f"crop={size}", "upsample=1", f"split_fractions=[{fr}]", f"split_seed={seed}"])
+    cohort = make_tiny_cohort(tmp_path / f"cohort_{tag}", n_patients, seed)
+    ensure_splits(cohort, n_folds=n_folds, seed=seed, val_fraction=val_fraction)
+    summary = build_cache(cohort, None, None, out, oracle=True, overrides=[f"crop={size}", "upsample=1"])
     if summary["n_excluded"]:
         raise RuntimeError(f"tiny cache excluded {summary['n_excluded']} slices: see {out / 'excluded.csv'}")
     return out

@@ -26,7 +26,7 @@ def test_summary_and_markdown_tables():
         "image_only": [{"seed": 0, "balanced_accuracy": 0.85, "auroc": 0.95}],
         "no_synth": [{"seed": 0, "balanced_accuracy": 0.6, "auroc": 0.7}],
         "no_caption": [{"seed": 0, "balanced_accuracy": 0.8, "auroc": 0.9}],
-        "neg_templates": [{"seed": 0, "balanced_accuracy": 0.5, "auroc": 0.5}],
+        "no_templates": [{"seed": 0, "balanced_accuracy": 0.5, "auroc": 0.5}],
     }
     s = summarise(runs, variants)
     assert s["proposed"]["balanced_accuracy"]["mean"] == pytest.approx(0.8)
@@ -38,4 +38,17 @@ def test_summary_and_markdown_tables():
     assert "- proposed vs image_only: balanced acc. 0.800 vs 0.850: NOT as in the paper" in md
     assert "- proposed vs no_synth: balanced acc. 0.800 vs 0.600: same as the paper" in md
     assert "- proposed vs no_caption: balanced acc. 0.800 vs 0.800: tie" in md
-    assert "Beyond the paper" in md and "proposed vs neg_templates" not in md  # no paper counterpart
+    assert "Beyond the paper" in md and "proposed vs no_templates" not in md  # no paper counterpart
+
+
+def test_markdown_names_upstream_runs_and_leak_checks():
+    variants = load_variants()
+    runs = {"proposed": [{"seed": 0, "balanced_accuracy": 0.7, "leak_check": {"ok": True}},
+                         {"seed": 1, "balanced_accuracy": 0.8, "leak_check": {"ok": False, "allow_leak": True}}]}
+    upstream = {"seg_run": "/runs/seg", "landmarks_run": "/runs/lm",
+                "splits": {"file": "/cohort/splits.json", "digest": "abc123", "fold": 0}}
+    md = render_markdown(summarise(runs, variants), "cpu", 2, upstream)
+    assert "segmentation run: `/runs/seg`; RVIP run: `/runs/lm`" in md
+    assert "`/cohort/splits.json` (digest abc123, fold 0)" in md
+    assert "passed for 1 of 2 evaluated runs" in md
+    assert "## Upstream" not in render_markdown(summarise(runs, variants), "cpu", 2)

@@ -23,6 +23,7 @@ from lgeclip.anatomy.types import AnatomyResult
 from lgeclip.data.anatomy import ring_slice, write_ring_cohort
 from lgeclip.eval.anatomy import dice, evaluate_anatomy
 from lgeclip.io.cohort import load_slice, save_slice
+from lgeclip.io.splits import ensure_splits, patient_split
 
 torch.set_num_threads(1)
 VIEW_POINTS = torch.tensor([[40.3, 70.6], [88.2, 52.4]])  # where the fake landmark net puts its peaks
@@ -132,10 +133,12 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
                                                  with_rvip=False))
     seg_run = tmp_path / "seg"
     seg_run.mkdir()
-    (seg_run / "config.yaml").write_text("task:\n  data:\n    split_seed: 0\n    split_fractions: [0.4, 0.2, 0.4]\n")
+    ensure_splits(cohort, n_folds=2)  # fold 1 tests 2 of the 5 patients
+    (seg_run / "config.yaml").write_text("task:\n  data:\n    fold: 1\n")
     pred = fake_predictor()
     res = evaluate_anatomy(seg_run, tmp_path / "lm", cohort, out=tmp_path / "eval", split="test", predictor=pred)
-    assert res["n_slices"] == 4 and res["n_patients"] == 2 and res["n_failed"] == 0
+    assert res["n_slices"] == 4 and res["n_patients"] == 2 and res["n_failed"] == 0 and res["fold"] == 1
+    assert set(res["dice_myo_per_patient"]) == {k for k, v in patient_split(cohort, 1).items() if v == "test"}
     assert res["dice_myo_mean"] > 0.9
     assert res["rvip_mm"]["anterior"]["n"] == 4 and res["rvip_mm"]["pooled"]["n"] == 8
     saved = json.loads((tmp_path / "eval" / "anatomy_eval.json").read_text())

@@ -24,6 +24,7 @@ from lgeclip.data.anatomy import (
     write_ring_cohort,
 )
 from lgeclip.io.cohort import load_slice
+from lgeclip.io.splits import patient_split, splits_digest
 from lgeclip.train.anatomy import LandmarkTrainCfg, SegTrainCfg, train_landmarks, train_segmentation
 from lgeclip.utils import load_tensors
 
@@ -102,7 +103,12 @@ def test_segmentation_run_learns_and_writes_folder(runs):
     model = load_tensors(run / "model.safetensors")
     assert torch.equal(enc["conv0.weight"], model["encoder.conv0.weight"])
     split = json.loads((run / "split.json").read_text())
-    assert split["split_seed"] == 0 and len(split["cohorts"]) == 2
+    assert split["fold"] == 0 and split["train_splits"] == ["train"] and len(split["cohorts"]) == 2
+    for c in (root / "rings", root / "emidec_like"):  # fold 0 of each cohort's splits.json, with its digest
+        rec = split["cohorts"][str(c)]
+        assert rec["splits_digest"] == splits_digest(c) and rec["cohort_dir"] == str(c.resolve())
+        assert rec["patients"] == {s: sorted(k for k, v in patient_split(c, 0).items() if v == s)
+                                   for s in ("train", "val", "test")}
     assert seg["skipped"][str(root / "emidec_like")]["no_rvip"] == 0  # the seg net uses slices without RVIPs
 
 

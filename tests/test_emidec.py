@@ -12,6 +12,7 @@ from PIL import Image
 
 from lgeclip.io.cohort import load_slice, read_manifest
 from lgeclip.io.emidec import find_cases, ingest_emidec, scar_geometry, wall_word
+from lgeclip.io.splits import read_splits
 from lgeclip.report import lge_status
 
 
@@ -92,6 +93,9 @@ def test_fake_layout(tmp_path):
     for r in rows:
         assert lge_status(r["report_text"]) == by_pt[r["patient_id"]][0].label
     assert json.loads((out / "cohort.json").read_text())["settings"]["spacing_mm"] == 1.25
+    splits = read_splits(out)  # written by the ingest: 3 patients, each tested by exactly one of the 5 folds
+    assert set(splits["patients"]) == set(by_pt)
+    assert sorted(k for f in splits["folds"] for k in f["test"]) == sorted(by_pt)
 
 
 @pytest.mark.emidec

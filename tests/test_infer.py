@@ -24,7 +24,7 @@ from lgeclip.train.clip import train_clip
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("infer")
-    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, split_fractions=(0.4, 0.2, 0.4))
+    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, n_folds=3, val_fraction=0.34)
     text = make_tiny_text_model(root)
     run = root / "run"
     train_clip("smoke", cache, run, overrides=tiny_overrides(text, 32, **{"loop.max_steps": 2, "loop.epochs": 1,
@@ -74,6 +74,9 @@ def test_evaluate_run_numbers_match_its_tables(tiny_run, tmp_path):
     c = s["confusion"]
     assert c["tp"] + c["fn"] == y.sum() and c["tn"] + c["fp"] == (~y).sum()
     assert json.loads((tmp_path / "summary.json").read_text())["n_patients"] == s["n_patients"]
+    # leak-checked: the oracle cache has no anatomy nets; the run's own train/val patients are not the test ones
+    assert s["leak_check"]["ok"] is True and set(s["leak_check"]["upstream"]) == {"run train/val"}
+    assert s["leak_check"]["n_evaluated_patients"] == len(pats)
 
 
 class RingAnatomy:

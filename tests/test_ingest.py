@@ -11,6 +11,7 @@ from dicom_factory import write_stack
 
 from lgeclip.io.cohort import load_slice, patient_key, read_excluded, read_manifest
 from lgeclip.io.ingest import ingest_dicom
+from lgeclip.io.splits import read_splits
 
 NAME, PID, DOB = "Quixley^Marguerite", "MRN-837261", "19531127"
 POS = ("CLINICAL INDICATION: Chest pain.\nFINDINGS: Normal LV size. There is transmural late gadolinium enhancement "
@@ -95,6 +96,10 @@ def test_bad_inputs_and_phi(tmp_path, capfd):
     assert not any(n in printed for n in needles)
     summary = json.loads((out / "cohort.json").read_text())
     assert summary["n_ingested"] == 2 and summary["timings_s"]["total"] > 0
+    # ingest wrote the cohort's one patient split: the manifest's (pseudonymous) patients, labels from the reports
+    splits = read_splits(out)
+    assert {k: v["label"] for k, v in splits["patients"].items()} == {r.patient_key: r.label for r in recs}
+    assert summary["splits"]["file"] == str(out / "splits.json") and splits["n_folds"] == 5
 
 
 @pytest.mark.parametrize("n_levels", [1, 5])

@@ -198,7 +198,8 @@ def test_decoder_gets_only_token_ids_not_text_encoder_states(tiny_bert):
     with torch.no_grad():
         out = model(x, CAPTIONS[:3])
         tokens = model.tokenize(CAPTIONS[:3])
-        ids, fmap = seen["args"]
+        ids, fmap, vocab = seen["args"]
+        assert vocab is None  # full-vocabulary head (model.caption_vocab: full)
         assert ids.dtype == torch.long and torch.equal(ids, tokens["input_ids"][:, :-1])
         assert fmap.shape == (3, 1024, 2, 2)
         # scramble the text encoder: text features change, caption logits do not

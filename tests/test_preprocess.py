@@ -15,6 +15,7 @@ from test_geometry import make_ring
 from lgeclip.anatomy import AnatomyResult, lv_center
 from lgeclip.config import ConfigError, load_config
 from lgeclip.io.cohort import SliceRecord, save_slice, write_manifest
+from lgeclip.io.splits import patient_split, splits_digest
 from lgeclip.preprocess import (
     ImplausibleSlice,
     PreprocessCfg,
@@ -199,8 +200,8 @@ def test_rvip_fallback_keeps_the_slice_unoriented_without_segments(change, reaso
 def test_config_validation_and_recipes():
     with pytest.raises(ValueError, match="upsample"):
         PreprocessCfg(upsample=0)
-    with pytest.raises(ValueError, match="split_fractions"):
-        PreprocessCfg(split_fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="fold"):
+        PreprocessCfg(fold=-1)
     for name, size in (("default", 112), ("paper224", 224), ("no_orient", 112)):
         cfg = load_config(PreprocessCfg, ROOT / "configs" / "preprocess" / f"{name}.yaml")
         assert cfg.size == size
@@ -259,6 +260,11 @@ def test_build_cache_oracle(tmp_path):
     assert np.abs(invert_points(o["props"], o["rvip"]) - invert_points(n["props"], n["rvip"], False)).max() < 1e-4
     info = json.loads((out / "cache.json").read_text())
     assert info["oracle"] is True and "seconds_per_slice" in info and info["settings"]["crop"] == 112
+    # the split column is fold 0 of the cohort's splits.json (created on first use), recorded with its digest
+    assert {r.patient_key: r.split for r in rows} == {k: v for k, v in patient_split(tmp_path / "cohort", 0).items()
+                                                      if k in by_patient}
+    assert info["splits"] == {"file": str((tmp_path / "cohort" / "splits.json").resolve()),
+                              "digest": splits_digest(tmp_path / "cohort"), "fold": 0}
     assert load_config(PreprocessCfg, out / "preprocess.yaml") == PreprocessCfg()
 
 

@@ -98,7 +98,13 @@ def test_recipe_contents(seg_cache):
     assert paper.loop.optimizer == "adam" and paper.model.vision_init == "segmentation" and paper.task == "clip"
     cpu = get["cpu"]
     assert cpu.data.image_size == 112 and cpu.loop.bf16 and cpu.loop.channels_last and cpu.loop.batch_size <= 32
-    assert cpu.loop.epochs * 13 * cpu.loop.batch_size / 17 < 10 * 60  # ~420 slices at >= 17 img/s: minutes
+    # sized by steps, not epochs: 400 steps of 32 at >= 10 img/s is about 20 minutes on 2 cores
+    assert 0 < cpu.loop.max_steps and cpu.loop.max_steps * cpu.loop.batch_size / 10 < 25 * 60
+    # its own learning rate per group (the fresh heads faster than the pretrained towers) and for the temperature
+    assert cpu.optim.head_lr > cpu.optim.vision_lr and cpu.optim.logit_scale_lr is not None
+    assert cpu.model.text_pooling == "sentence" and cpu.model.caption_grouping == "sentence"
+    assert paper.model.text_pooling == "mean" and paper.model.caption_grouping == "exact"
+    assert paper.eval.aggregation == "max" and cpu.eval.aggregation == "auto"
     # the CPU recipe trains the top text layers (frozen MiniLM barely encodes negation); the paper's stays frozen
     assert cpu.model.text_unfreeze_layers == 2 and paper.model.text_unfreeze_layers == 0
     smoke = get["smoke"]

@@ -81,8 +81,12 @@ def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.
     )
 
 
+AGGREGATIONS = ("max", "mean", "top2", "noisy_or")
+
+
 def aggregate(values: np.ndarray, how: str = "max") -> float:
-    """Patient-level score from slice scores: "max" (any slice positive), "mean", or "top2" (mean of the top two)."""
+    """Patient-level score from slice scores: "max" (any slice positive), "mean", "top2" (mean of the top two)
+    or "noisy_or" (1 - prod(1 - p): the chance that at least one slice is positive if slices were independent)."""
     v = np.sort(np.asarray(values, dtype=np.float64))[::-1]
     if len(v) == 0:
         return float("nan")
@@ -92,4 +96,6 @@ def aggregate(values: np.ndarray, how: str = "max") -> float:
         return float(v.mean())
     if how == "top2":
         return float(v[:2].mean())
-    raise ValueError(f"unknown aggregation {how!r}; use max, mean or top2")
+    if how == "noisy_or":
+        return float(1.0 - np.prod(1.0 - np.clip(v, 0.0, 1.0)))
+    raise ValueError(f"unknown aggregation {how!r}; use one of {AGGREGATIONS}")

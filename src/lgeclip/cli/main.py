@@ -151,11 +151,13 @@ def evaluate(
     cache: Path = typer.Option(..., help="Cache folder."),
     split: str = typer.Option("test", help="Patient split (train/val/test/all)."),
     out: Path | None = typer.Option(None, help="Output folder (default: <run>/eval_<split>)."),
+    allow_leak: bool = typer.Option(False, "--allow-leak", help="Evaluate even if evaluated patients were used "
+                                    "upstream (training / selection of the run or its anatomy nets); oracle / debug."),
 ) -> None:
-    """Zero-shot (or classifier) evaluation: balanced accuracy, AUROC, per-patient/per-slice CSV."""
+    """Zero-shot (or classifier) evaluation: balanced accuracy, AUROC, per-patient/per-slice CSV (leak-checked)."""
     from lgeclip.eval.evaluate import evaluate_run
 
-    _print(evaluate_run(run, cache, split=split, out=out))
+    _print(evaluate_run(run, cache, split=split, out=out, allow_leak=allow_leak))
 
 
 @app.command()
@@ -178,18 +180,30 @@ def ablate(
 
 @app.command()
 def crossval(
-    cache: Path = typer.Option(..., help="Cache folder."),
+    cache: Path = typer.Option(..., help="Cache folder (its cohort's splits.json gives the folds)."),
     out: Path = typer.Option(Path("crossval"), help="Output folder."),
     recipe: str = typer.Option("cpu", help="Recipe name in configs/train/ or a YAML path."),
-    folds: int = typer.Option(5, help="Patient-level folds (stratified by report label)."),
-    seed: int = typer.Option(0, help="Fold assignment and training seed."),
-    val_fraction: float = typer.Option(0.15, help="Share of each fold's training patients used for validation."),
+    folds: int | None = typer.Option(None, help="Folds; must match the cohort's splits.json (sizes a new one: 5)."),
+    seed: int = typer.Option(0, help="Training seed (and the split seed of a cohort without splits.json)."),
+    val_fraction: float | None = typer.Option(None, help="Validation share; must match splits.json (new: 0.125)."),
+    anatomy: str = typer.Option("shared", help="shared: the cache's anatomy nets (leak-checked per fold); "
+                                "per_fold: train seg + RVIP nets and rebuild the cache for every fold."),
+    seg_recipe: Path | None = typer.Option(None, help="per_fold: segmentation recipe YAML."),
+    landmarks_recipe: Path | None = typer.Option(None, help="per_fold: RVIP recipe YAML."),
+    anatomy_cohort: list[Path] | None = typer.Option(None, help="per_fold: other cohort(s) added to the anatomy "
+                                                     "training, e.g. a phantom (repeatable)."),
+    seg_set: list[str] | None = typer.Option(None, help="per_fold: segmentation override key=value (repeatable)."),
+    landmarks_set: list[str] | None = typer.Option(None, help="per_fold: RVIP override key=value (repeatable)."),
+    preprocess_config: Path | None = typer.Option(None, help="per_fold: preprocess YAML (default: the cache's)."),
     set_: list[str] | None = Overrides,
 ) -> None:
     """Patient-level k-fold cross-validation: out-of-fold P(LGE) for every patient, pooled metrics (resumable)."""
     from lgeclip.eval.crossval import crossval as run_crossval
 
-    s = run_crossval(cache, out, recipe=recipe, folds=folds, seed=seed, val_fraction=val_fraction, overrides=set_)
+    s = run_crossval(cache, out, recipe=recipe, folds=folds, seed=seed, val_fraction=val_fraction, overrides=set_,
+                     anatomy=anatomy, seg_recipe=seg_recipe, landmarks_recipe=landmarks_recipe,
+                     anatomy_cohorts=anatomy_cohort, seg_overrides=seg_set, landmarks_overrides=landmarks_set,
+                     preprocess_config=preprocess_config)
     _print({"crossval_json": str(out / "crossval.json"), "pooled": s["pooled"], "fold_mean_sd": s["fold_mean_sd"]})
 
 

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 
 from lgeclip.anatomy.geometry import lv_center
 from lgeclip.anatomy.predictor import CropGeometry, ViewCfg, crop_geometry, normalise_intensity, whole_image_geometry
-from lgeclip.io.cohort import load_slice, read_manifest, split_patients
+from lgeclip.io.cohort import load_slice, read_manifest
+from lgeclip.io.splits import patient_split, splits_digest
 
 SPLITS = ("train", "val", "test")
 
@@ -53,10 +54,9 @@ class AnatomyAugCfg:
 
 @dataclass
 class AnatomyDataCfg:
-    """Which slices are used and how the patients are split."""
+    """Which slices are used: the patient split is fold ``fold`` of each cohort's ``splits.json``."""
 
-    split_seed: int = 0  # patient split seed (lgeclip.io.cohort.split_patients, per cohort)
-    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test
+    fold: int = 0  # fold of every cohort's splits.json (lgeclip.io.splits), the same one the cache uses
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
     repeats: int = 4  # samples drawn per training slice per epoch
@@ -66,8 +66,8 @@ class AnatomyDataCfg:
     max_val_slices: int = 256  # cap on validation slices (evenly spaced)
 
     def __post_init__(self) -> None:
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            raise ValueError(f"data.split_fractions must be 3 numbers summing to 1, got {self.split_fractions}")
+        if self.fold < 0:
+            raise ValueError(f"data.fold must be >= 0, got {self.fold}")
         bad = [s for s in [*self.train_splits, self.val_split] if s not in SPLITS]
         if bad:
             raise ValueError(f"data: unknown split name(s) {bad}; known {SPLITS}")
@@ -92,23 +92,24 @@ class AnatomySlice:
     rvip: np.ndarray  # (2, 2) float32, NaN if unknown
 
 
-def cohort_splits(cohort: Path, seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
-    """patient_key -> split for one cohort (the same call the training and the evaluation make)."""
-    keys = sorted({r.patient_key for r in read_manifest(cohort)})
-    return split_patients(keys, seed=seed, fractions=tuple(fractions))
+def cohort_splits(cohort: Path, fold: int = 0) -> dict[str, str]:
+    """patient_key -> split for one cohort: fold ``fold`` of its ``splits.json`` (the file the cache reads too)."""
+    return patient_split(cohort, fold)
 
 
 def load_anatomy_slices(cohorts: list[Path], need_rvip: bool, cfg: AnatomyDataCfg, view: ViewCfg,
                         splits: tuple[str, ...] = SPLITS) -> tuple[list[AnatomySlice], dict]:
     """Slices with myocardium + blood-pool truth (and RVIP truth when ``need_rvip``) of ``splits``.
 
-    Returns (slices, stats): per cohort the counts used / skipped for each reason, and the patient split."""
+    Returns (slices, stats): per cohort the counts used / skipped for each reason, the cohort folder, the digest
+    of its ``splits.json``, the fold and the patients per split."""
     out: list[AnatomySlice] = []
     stats: dict = {"cohorts": {}, "n_slices": 0}
     for cohort in cohorts:
         cohort = Path(cohort)
-        split = cohort_splits(cohort, cfg.split_seed, cfg.split_fractions)
+        split = cohort_splits(cohort, cfg.fold)
         c = {"used": 0, "no_masks": 0, "empty_lv": 0, "no_rvip": 0, "other_split": 0,
+             "cohort_dir": str(cohort.resolve()), "splits_digest": splits_digest(cohort), "fold": cfg.fold,
              "patients": {s: sorted(k for k, v in split.items() if v == s) for s in SPLITS}}
         for rec in read_manifest(cohort):
             s = split[rec.patient_key]

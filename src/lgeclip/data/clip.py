@@ -13,7 +13,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from lgeclip.synth import SynthScarCfg, synthesize_scar
+from lgeclip.synth import SynthScarCfg
 from lgeclip.synth.templates import draw_negative_sentence, level_suffix
 
 LABEL_CODE = {"positive": 1, "negative": 0, "unknown": -1}
@@ -47,6 +47,11 @@ class DataCfg:
     # chance that a report-negative slice left without synthetic scar is captioned with a negated template sentence
     # (synth.templates.NEGATIVE_TEMPLATES) instead of its report sentence; 0 = the paper
     negative_template_prob: float = 0.0
+    # which report sentences may caption a slice: "all" LGE sentences (the paper), or "status": only those that
+    # say whether there is myocardial enhancement (lgeclip.report.lge.sentence_status positive, negative or
+    # uncertain), so a side sentence such as "No microvascular obstruction." never captions a scar image alone
+    # (all are kept if none says it). A text rule on the sentence, not the report label.
+    caption_sentences: str = "all"
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
@@ -54,6 +59,8 @@ class DataCfg:
     def __post_init__(self) -> None:
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
+        if self.caption_sentences not in ("all", "status"):
+            raise ValueError(f"caption_sentences must be all|status, got {self.caption_sentences!r}")
         if not 0.0 <= self.negative_template_prob <= 1.0:
             raise ValueError(f"negative_template_prob must be in [0, 1], got {self.negative_template_prob}")
 
@@ -97,26 +104,64 @@ class SliceStore:
         return len(self.items)
 
 
-def _augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentCfg) -> np.ndarray:
-    if not cfg.enabled:
-        return img
-    img = np.clip(img, 0.0, 1.0) ** rng.uniform(*cfg.gamma) * rng.uniform(*cfg.scale)
-    if cfg.max_shift_px:
-        dy, dx = rng.integers(-cfg.max_shift_px, cfg.max_shift_px + 1, size=2)
-        img = np.roll(img, (int(dy), int(dx)), axis=(0, 1))
-    if cfg.noise_std:
-        img = img + rng.normal(0.0, cfg.noise_std, img.shape)
-    return np.clip(img, 0.0, 1.0).astype(np.float32)
+def caption_sentences(sentences: list[str], rule: str = "all") -> list[str]:
+    """The report sentences that may caption a slice under ``rule`` (see ``DataCfg.caption_sentences``)."""
+    if rule == "all" or not sentences:
+        return list(sentences)
+    from lgeclip.report.lge import sentence_status
+
+    kept = [s for s in sentences if sentence_status(s) in ("positive", "negative", "uncertain")]
+    return kept or list(sentences)
+
+
+def training_transform(cfg: DataCfg):
+    """The one chain every training item goes through (MONAI dict transforms on ``{"image": (1, S, S), ...}``):
+    synthetic scar + its sentence on report-negative slices (``RandSyntheticScar``, lambda = ``cfg.synth.prob``,
+    when ``cfg.synth_enabled``), then the light augmentation of ``cfg.augment``: intensity gamma and scale, a
+    translation whose uncovered border repeats the edge pixels (no wrap-around), Gaussian noise, clip to [0, 1].
+    Reseed it per item with ``set_random_state(seed=...)``."""
+    from monai.transforms import (
+        Compose,
+        RandAdjustContrastd,
+        RandAffined,
+        RandGaussianNoised,
+        RandScaleIntensityd,
+        ScaleIntensityRanged,
+    )
+
+    from lgeclip.synth.transform import RandSyntheticScar
+
+    chain: list = [RandSyntheticScar(cfg.synth)] if cfg.synth_enabled else []
+    a = cfg.augment
+    if a.enabled:
+        chain += [RandAdjustContrastd("image", prob=1.0, gamma=tuple(a.gamma)),
+                  RandScaleIntensityd("image", factors=(a.scale[0] - 1.0, a.scale[1] - 1.0), prob=1.0)]
+        if a.max_shift_px:
+            chain.append(RandAffined("image", prob=1.0, translate_range=(a.max_shift_px, a.max_shift_px),
+                                     mode="bilinear", padding_mode="border"))
+        if a.noise_std:
+            chain.append(RandGaussianNoised("image", prob=1.0, std=a.noise_std, sample_std=False))
+        chain.append(ScaleIntensityRanged("image", 0.0, 1.0, 0.0, 1.0, clip=True))
+    return Compose(chain)
+
+
+def _plain(x) -> np.ndarray:
+    """A MONAI MetaTensor / tensor / array as a float32 numpy array."""
+    if isinstance(x, torch.Tensor):
+        x = x.as_tensor() if hasattr(x, "as_tensor") else x
+        return x.detach().cpu().numpy().astype(np.float32, copy=False)
+    return np.asarray(x, np.float32)
 
 
 class ClipPairs(Dataset):
     """Items ``{"image": (1, S, S), "caption": str, "label": int, "synthetic": bool, "level", "slice_id"}``.
 
-    Training items (``train=True``): one LGE sentence drawn from the patient's report sentences, plus
-    "This image is from <level> level."; a report-negative slice gets a synthetic scar and its generated sentence
-    (which ends with the level sentence) with probability ``cfg.synth.prob`` when ``cfg.synth_enabled``; one left
-    clean is captioned with a negated template with probability ``cfg.negative_template_prob``; then the
-    light augmentation. Every draw of item ``index`` comes from ``default_rng([seed, epoch, index])``.
+    Training items (``train=True``): one LGE sentence drawn from the patient's report sentences (those allowed by
+    ``cfg.caption_sentences``), plus "This image is from <level> level."; then ``training_transform``: a
+    report-negative slice gets a synthetic scar and its generated sentence (which ends with the level sentence)
+    with probability ``cfg.synth.prob`` when ``cfg.synth_enabled``, and the light augmentation; a report-negative
+    slice left clean is captioned with a negated template with probability ``cfg.negative_template_prob``.
+    Every draw of item ``index`` comes from ``default_rng([seed, epoch, index])``.
     With ``require_caption`` (CLIP training) slices whose report has no LGE sentence are left out: they have no
     text to pair with. Evaluation items (``train=False``) keep every record and are neither synthesised nor
     augmented; their caption is the report sentence drawn as above (unused by zero-shot scoring).
@@ -124,11 +169,13 @@ class ClipPairs(Dataset):
 
     def __init__(self, records: list, cfg: DataCfg, train: bool, seed: int = 0, require_caption: bool = True) -> None:
         self.records = [r for r in records if r.sentences] if train and require_caption else list(records)
+        self.sentences = [caption_sentences(r.sentences, cfg.caption_sentences) for r in self.records]
         self.cfg = cfg
         self.train = train
         self.seed = seed
         self.epoch = 0
         self.store = SliceStore(self.records, cfg.image_size, cfg.orientation)
+        self.transform = training_transform(cfg) if train else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -141,22 +188,21 @@ class ClipPairs(Dataset):
         s = self.store.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = s["image"]
-        caption = r.sentences[int(rng.integers(len(r.sentences)))] + " " + level_suffix(r.level) if r.sentences \
+        sentences = self.sentences[index]
+        caption = sentences[int(rng.integers(len(sentences)))] + " " + level_suffix(r.level) if sentences \
             else level_suffix(r.level)
         synthetic = False
         if self.train:
-            if self.cfg.synth_enabled and r.label == "negative" and rng.random() < self.cfg.synth.prob:
-                scarred, _, sentence, _ = synthesize_scar(
-                    image, s["myocardium"], s["aha"], s["layers"], s["thickness"], r.level, rng, self.cfg.synth,
-                    pixel_mm=s["pixel_mm"],
-                )
-                if sentence is not None:
-                    image, caption, synthetic = scarred, sentence, True
+            data = {"image": image[None], "myocardium": s["myocardium"], "aha": s["aha"], "layers": s["layers"],
+                    "thickness": s["thickness"], "level": r.level, "label": r.label, "pixel_mm": s["pixel_mm"],
+                    "caption": caption}
+            self.transform.set_random_state(seed=int(rng.integers(2**31)))
+            data = self.transform(data)
+            image, caption, synthetic = _plain(data["image"])[0], data["caption"], bool(data.get("synthetic"))
             # drawn only when enabled, so runs without it keep their random streams
             if (self.cfg.negative_template_prob > 0 and r.label == "negative" and not synthetic
                     and rng.random() < self.cfg.negative_template_prob):
                 caption = draw_negative_sentence(rng, r.level)
-            image = _augment(image, rng, self.cfg.augment)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "caption": caption,

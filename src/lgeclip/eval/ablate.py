@@ -4,6 +4,7 @@ Variants are named overrides of one base recipe (``configs/train/ablations.yaml`
 baseline (Table 1), without synthetic scar / orientation normalisation / caption loss (Table 2), and the
 vision-encoder initialisations segmentation (= proposed) / ImageNet-from-file / random (Table 3). A run whose
 ``eval_test/summary.json`` exists is not trained again, so an interrupted ablation continues where it stopped.
+``ablation.json`` / ``ablation.md`` name the cache's anatomy runs and patient split and each run's leak check.
 """
 
 from __future__ import annotations
@@ -57,8 +58,21 @@ def summarise(results: dict[str, list[dict]], variants: dict[str, dict]) -> dict
     return out
 
 
-def render_markdown(summary: dict, recipe: str, seeds: int) -> str:
-    """Markdown tables shaped like the paper's Tables 1–3 (mean ± sd over seeds)."""
+def upstream_lines(upstream: dict, summary: dict) -> list[str]:
+    """Markdown lines naming the anatomy runs and split behind an ablation and its runs' leak checks."""
+    checks = [r.get("leak_check") for s in summary.values() for r in s["runs"]]
+    ok = sum(bool(c and c.get("ok")) for c in checks)
+    sp = upstream.get("splits") or {}
+    lines = ["## Upstream", "",
+             f"- segmentation run: `{upstream.get('seg_run')}`; RVIP run: `{upstream.get('landmarks_run')}`",
+             f"- patient split: `{sp.get('file')}` (digest {sp.get('digest')}, fold {sp.get('fold')})",
+             f"- leak check (no test patient in any upstream training / selection): passed for {ok} of "
+             f"{len(checks)} evaluated runs", ""]
+    return lines
+
+
+def render_markdown(summary: dict, recipe: str, seeds: int, upstream: dict | None = None) -> str:
+    """Markdown tables shaped like the paper's Tables 1–3 (mean ± sd over seeds), plus the upstream runs."""
     def cell(d: dict) -> str:
         return "—" if d["mean"] != d["mean"] else f"{d['mean']:.3f} ± {d['sd']:.3f}"
 
@@ -75,6 +89,8 @@ def render_markdown(summary: dict, recipe: str, seeds: int) -> str:
             lines.append(f"| {label} | " + " | ".join(cell(summary[n][m]) for m in METRICS) + " |")
         lines.append("")
     lines += ordering_lines(summary)
+    if upstream is not None:
+        lines += upstream_lines(upstream, summary)
     return "\n".join(lines)
 
 
@@ -112,10 +128,12 @@ def ablate(cache: Path, out: Path, recipe: str = "cpu", seeds: int = 3, imagenet
            overrides: list[str] | None = None, variants: list[str] | None = None) -> dict:
     """Train and evaluate every variant for ``seeds`` seeds; writes ``ablation.json`` and ``ablation.md``."""
     from lgeclip.eval.evaluate import evaluate_run
+    from lgeclip.eval.leaks import check_no_leak
     from lgeclip.train.clip import train_clip
 
     out = Path(out)
     log = get_logger(log_file=out / "ablate.log")
+    check_no_leak(None, cache, "test")  # the cache's anatomy nets never saw a test patient: checked before training
     table = load_variants(imagenet_weights)
     if variants:
         unknown = set(variants) - set(table)
@@ -135,10 +153,15 @@ def ablate(cache: Path, out: Path, recipe: str = "cpu", seeds: int = 3, imagenet
                 train_clip(recipe, cache, run, overrides=ov, resume=(run / "checkpoints" / "last").exists())
                 evaluate_run(run, cache, split="test", out=run / "eval_test")
             s = json.loads(summary_path.read_text())
-            results.setdefault(name, []).append({"seed": seed, **{m: s.get(m, float("nan")) for m in METRICS}})
+            results.setdefault(name, []).append({"seed": seed, **{m: s.get(m, float("nan")) for m in METRICS},
+                                                 "leak_check": s.get("leak_check")})
     summary = summarise(results, table)
-    atomic_write_json(out / "ablation.json", {"recipe": recipe, "seeds": seeds, "variants": summary})
-    atomic_write_text(out / "ablation.md", render_markdown(summary, recipe, seeds))
+    meta = json.loads((Path(cache) / "cache.json").read_text())
+    upstream = {"cache": str(Path(cache).resolve()), "seg_run": meta.get("seg_run"),
+                "landmarks_run": meta.get("landmarks_run"), "splits": meta.get("splits")}
+    atomic_write_json(out / "ablation.json", {"recipe": recipe, "seeds": seeds, "upstream": upstream,
+                                              "variants": summary})
+    atomic_write_text(out / "ablation.md", render_markdown(summary, recipe, seeds, upstream))
     log.info(f"wrote {out / 'ablation.md'}")
     return {"ablation_md": str(out / "ablation.md"), "variants": {
         n: {m: s[m] for m in ("balanced_accuracy", "auroc")} for n, s in summary.items()}}

@@ -1,7 +1,7 @@
 """Evaluation of the anatomy nets against cohort truth: myocardium Dice on the native grid, RVIP error in mm.
 
-``evaluate_anatomy`` predicts every held-out slice of a cohort (the patient split of the segmentation run:
-same function, seed and fractions as training) and writes ``anatomy_eval.json``, ``per_slice.csv`` and a
+``evaluate_anatomy`` predicts every held-out slice of a cohort (the segmentation run's fold of the cohort's
+``splits.json``, the file its training read) and writes ``anatomy_eval.json``, ``per_slice.csv`` and a
 picture grid ``anatomy_grid.png`` (image, predicted myocardium contour and RVIPs vs truth). Cohorts without RVIP
 truth (EMIDEC) get Dice only; their grid still shows the predicted RVIPs for a human to judge.
 """
@@ -44,10 +44,10 @@ def _stats(values: list[float]) -> dict:
             "mean": float(v.mean())}
 
 
-def _split_settings(seg_run: Path) -> tuple[int, tuple[float, float, float]]:
+def _run_fold(seg_run: Path) -> int:
+    """The splits.json fold the segmentation run trained on (``data.fold`` of its config.yaml; default 0)."""
     raw = yaml.safe_load((Path(seg_run) / "config.yaml").read_text()) or {}
-    data = raw.get("task", raw).get("data", {})
-    return int(data.get("split_seed", 0)), tuple(data.get("split_fractions", (0.7, 0.1, 0.2)))
+    return int((raw.get("task", raw).get("data") or {}).get("fold", 0))
 
 
 def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path | None = None, split: str = "test",
@@ -62,13 +62,13 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     out = Path(out) if out is not None else cohort / "anatomy_eval"
     log = get_logger()
     pred = predictor or AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device, tta=tta)
-    seed, fractions = _split_settings(seg_run)
-    which = cohort_splits(cohort, seed, fractions)
+    fold = _run_fold(seg_run)
+    which = {} if split == "all" else cohort_splits(cohort, fold)
     records = [r for r in read_manifest(cohort) if split == "all" or which[r.patient_key] == split]
     n_no_masks = sum(not r.has_masks for r in records)
     records = [r for r in records if r.has_masks]
     if not records:
-        raise ValueError(f"{cohort}: no slice with truth masks in split {split!r} (seed {seed})")
+        raise ValueError(f"{cohort}: no slice with truth masks in split {split!r} (fold {fold} of its splits.json)")
     rows, shown = [], []
     grid_ids = {records[i].slice_id for i in np.linspace(0, len(records) - 1, min(grid_n, len(records))).astype(int)}
     for i in range(0, len(records), batch):
@@ -102,7 +102,7 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     per_patient_volume = {k: _volume_dice(v) for k, v in sorted(patients.items())}
     ant, inf = [r["err_ant_mm"] for r in rows], [r["err_inf_mm"] for r in rows]
     summary = {
-        "cohort": str(cohort), "split": split, "split_seed": seed, "tta": bool(pred.tta), "n_slices": len(rows),
+        "cohort": str(cohort), "split": split, "fold": fold, "tta": bool(pred.tta), "n_slices": len(rows),
         "n_patients": len(patients),
         "n_failed": sum(r["failed"] for r in rows), "n_without_masks": n_no_masks,
         "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),

@@ -4,6 +4,7 @@ Patient level (the paper's metric): P(LGE) per slice -> patient aggregate (the r
 call at the run's fixed threshold, against the report label; balanced accuracy with a patient-bootstrap 95 %
 interval, AUROC, sensitivity, specificity, confusion. Slice level against pixel truth where the cohort has it
 (phantom, EMIDEC): slice balanced accuracy / AUROC. Writes ``summary.json``, ``patients.csv``, ``slices.csv``.
+Refuses (``LeakError``) to score patients that any upstream stage trained or selected on (``eval.leaks``).
 """
 
 from __future__ import annotations
@@ -52,10 +53,26 @@ def _nan_to_none(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
 
 
+def leak_check(run: Path, cache: Path, split: str, allow_leak: bool = False) -> dict:
+    """``check_no_leak``'s result; with ``allow_leak`` a leak is recorded (``ok: False``) instead of raised."""
+    from lgeclip.eval.leaks import LeakError, check_no_leak
+
+    try:
+        return {**check_no_leak(run, cache, split), **({"allow_leak": True} if allow_leak else {})}
+    except LeakError as e:
+        if not allow_leak:
+            raise
+        return {"ok": False, "allow_leak": True, "split": split, "error": str(e)}
+
+
 def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: str | Path | None = None,
-                 device: str | None = None, n_boot: int = 1000) -> dict:
-    """Evaluate run folder ``run`` on the ``split`` patients of ``cache``; returns (and writes) the summary."""
+                 device: str | None = None, n_boot: int = 1000, allow_leak: bool = False) -> dict:
+    """Evaluate run folder ``run`` on the ``split`` patients of ``cache``; returns (and writes) the summary.
+
+    First checks that no evaluated patient reached any upstream training / selection (``eval.leaks``); a leak
+    raises ``LeakError`` unless ``allow_leak`` (oracle / debugging), and the check is written as ``leak_check``."""
     run, cache = Path(run), Path(cache)
+    leaks = leak_check(run, cache, split, allow_leak)
     out = Path(out) if out is not None else run / f"eval_{split}"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cfg, model = load_run_model(run, device)
@@ -74,7 +91,9 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
     summary: dict = {"run": str(run.resolve()), "recipe": cfg.name, "task": cfg.task, "cache": str(cache.resolve()),
                      "split": split, "aggregation": cfg.eval.aggregation, "threshold": cfg.eval.threshold,
                      "n_slices": len(records), "n_patients": len(known),
-                     "n_unknown_label_patients": len(pats) - len(known)}
+                     "n_unknown_label_patients": len(pats) - len(known),
+                     # spread of the slice scores: near 0 when every P(LGE) hugs 0.5 (calls decided by noise)
+                     "median_margin": float(np.median(np.abs(p - 0.5))) if len(p) else None}
     if len(known):
         summary.update(patient_metrics(y, pp, cfg.eval.threshold, n_boot))
     st = [(r.scar_truth, float(pi)) for r, pi in zip(records, p, strict=True) if r.scar_truth is not None]
@@ -90,6 +109,7 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
             summary[f"slice_auroc_{lv}"] = _nan_to_none({"v": binary_metrics(
                 np.array([t for t, _ in sub]), np.array([q for _, q in sub]), cfg.eval.threshold).auroc})["v"]
     summary["images_per_s"] = round(len(records) / max(seconds, 1e-9), 1)
+    summary["leak_check"] = leaks
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "patients.csv", csv_text(("patient_key", "label", "p_lge", "call", "n_slices"), [

@@ -21,7 +21,7 @@ from lgeclip.config import from_dict
 from lgeclip.data.clip import model_image
 from lgeclip.models.zeroshot import ZeroShotClassifier
 from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice
-from lgeclip.preprocess.config import PreprocessCfg
+from lgeclip.preprocess.config import PreprocessCfg, drop_legacy_keys
 from lgeclip.train.clip import ClipTrainCfg, load_run_model
 
 
@@ -32,7 +32,9 @@ def run_provenance(run: str | Path) -> dict:
     run = Path(run)
     info = run / "inference.json"
     if info.is_file():
-        return json.loads(info.read_text())
+        prov = json.loads(info.read_text())
+        prov["preprocess"] = drop_legacy_keys(prov["preprocess"])
+        return prov
     cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run}: no config.yaml (not a training run folder)")
@@ -42,7 +44,8 @@ def run_provenance(run: str | Path) -> dict:
         raise FileNotFoundError(f"{run}: no inference.json and its training cache ({cache}) is gone: pass the "
                                 f"anatomy runs and preprocessing settings explicitly")
     m = json.loads(meta.read_text())
-    return {"seg_run": m.get("seg_run"), "landmarks_run": m.get("landmarks_run"), "preprocess": m["settings"]}
+    return {"seg_run": m.get("seg_run"), "landmarks_run": m.get("landmarks_run"),
+            "preprocess": drop_legacy_keys(m["settings"])}
 
 
 def _file_hash(path: Path) -> str:

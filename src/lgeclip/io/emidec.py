@@ -25,6 +25,7 @@ from PIL import Image
 
 from lgeclip.io.cohort import SliceRecord, patient_key, save_slice, write_excluded, write_manifest
 from lgeclip.io.dicom import level_of
+from lgeclip.io.splits import ensure_splits, splits_path
 from lgeclip.utils import atomic_write_json, atomic_write_text, stable_hash
 
 NAME_RE = re.compile(r"^(Case_([PN])\d+)_slice(\d+)\.png$", re.IGNORECASE)
@@ -230,6 +231,7 @@ def ingest_emidec(root: str | Path, out: str | Path, spacing_mm: float = 1.5) ->
                                        source="emidec", has_masks=True, scar_truth=int(scar.any())))
     write_manifest(out, records)
     write_excluded(out, excluded)
+    splits = ensure_splits(out)  # the cohort's one patient split, read by every later stage
     buf = _io.StringIO()
     w = csv.writer(buf)
     w.writerow(["patient_id", "accession", "report_text"])
@@ -245,6 +247,7 @@ def ingest_emidec(root: str | Path, out: str | Path, spacing_mm: float = 1.5) ->
                      "display_assumption": "anterior up, septum image-left, lateral image-right, inferior down",
                      "reports_patient_id": "patient_key (reports.csv patient_id column)"},
         "timings_s": {"total": round(dt, 3), "per_case": round(dt / len(cases), 4)},
+        "splits": {"file": str(splits_path(out)), "n_folds": splits["n_folds"], "seed": splits["seed"]},
     }
     atomic_write_json(out / "cohort.json", summary)
     return summary

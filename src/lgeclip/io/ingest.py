@@ -30,6 +30,7 @@ from lgeclip.io.dicom import (
     scan_tree,
     select_lge_series,
 )
+from lgeclip.io.splits import ensure_splits, splits_path
 from lgeclip.utils import atomic_write_json, get_logger, stable_hash
 
 TRUTH_MASKS = ("myocardium", "blood_pool", "rv", "scar", "mvo")
@@ -205,6 +206,7 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
             bar.advance(task)
     write_manifest(out, records)
     write_excluded(out, excluded)
+    splits = ensure_splits(out)  # the cohort's one patient split, read by every later stage
     n_ok = len({r.patient_key for r in records})
     dt = time.perf_counter() - t0
     summary = {
@@ -217,6 +219,7 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
                       "per_study": round(dt / max(len(studies), 1), 4)},
         "settings": {"n_levels": n_levels, "rules": str(rules) if rules else f"defaults ({DEFAULT_RULES_PATH.name})",
                      "truth": truth is not None},
+        "splits": {"file": str(splits_path(out)), "n_folds": splits["n_folds"], "seed": splits["seed"]},
         "studies": infos,
     }
     atomic_write_json(out / "cohort.json", summary)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lgeclip.models.configs import ClipModelCfg
-from lgeclip.models.decoder import CaptionDecoder, shift_for_captioning
+from lgeclip.models.decoder import CaptionDecoder, batch_vocabulary, shift_for_captioning
 from lgeclip.models.text import TextTower, Tokens
 from lgeclip.models.vision import DENSENET_CHANNELS, VisionTower
 from lgeclip.models.vision_init import LoadReport, load_vision_init
@@ -30,7 +30,8 @@ class LgeClip(nn.Module):
         self.init_report: LoadReport | None = load_vision_init(self.visual.encoder, cfg) if init_weights else None
         self.text = TextTower(cfg.text_model, cfg.embed_dim, cfg.proj_dropout, cfg.text_pooling,
                               cfg.text_unfreeze_layers, cfg.text_max_length, cfg.text_cache_size)
-        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
+        self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)),
+                                        requires_grad=bool(cfg.learn_logit_scale))
         self.decoder: CaptionDecoder | None = None
         if cfg.has_decoder:
             self.decoder = CaptionDecoder(self.text.vocab_size, self.text.max_length, DENSENET_CHANNELS,
@@ -59,9 +60,13 @@ class LgeClip(nn.Module):
         x = self.text(texts)  # (B, p)
         return F.normalize(x, dim=-1) if normalize else x
 
-    def forward(self, images: torch.Tensor, texts: list[str] | Tokens) -> dict[str, torch.Tensor | None]:
+    def forward(self, images: torch.Tensor, texts: list[str] | Tokens,
+                hard_negatives: list[str | None] | None = None) -> dict[str, torch.Tensor | None]:
         """Dict with keys ``FORWARD_KEYS``; caption_logits (B, L-1, V) / caption_labels (B, L-1) are None
-        without decoder (caption_weight 0). Labels hold -100 at padding."""
+        without decoder (caption_weight 0). Labels hold -100 at padding.
+
+        ``hard_negatives``: per image an extra text that must NOT match it (e.g. its caption negated) or None;
+        adds ``hard_negative_features`` (H, p) and ``hard_negative_rows`` (H,) (the image each belongs to)."""
         n_texts = len(texts["input_ids"] if isinstance(texts, dict) else texts)
         if n_texts != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {n_texts} captions")
@@ -72,7 +77,17 @@ class LgeClip(nn.Module):
         if self.decoder is not None:
             tokens = texts if isinstance(texts, dict) else self.text.tokenize(texts)  # (B, L)
             inputs, caption_labels = shift_for_captioning(tokens["input_ids"], tokens["attention_mask"])  # (B, L-1)
-            caption_logits = self.decoder(inputs, fmap)  # (B, L-1, V)
-        return {"image_features": image_features, "text_features": text_features,
-                "logit_scale": self.get_logit_scale(), "caption_logits": caption_logits,
-                "caption_labels": caption_labels}
+            vocab = None
+            if self.cfg.caption_vocab == "batch":
+                vocab, caption_labels = batch_vocabulary(caption_labels)  # (A,), (B, L-1) indices into vocab
+            caption_logits = self.decoder(inputs, fmap, vocab)  # (B, L-1, V or A)
+        out = {"image_features": image_features, "text_features": text_features,
+               "logit_scale": self.get_logit_scale(), "caption_logits": caption_logits,
+               "caption_labels": caption_labels}
+        if hard_negatives is not None:
+            rows = [i for i, t in enumerate(hard_negatives) if t]
+            feats = (self.encode_text([hard_negatives[i] for i in rows]) if rows
+                     else image_features.new_zeros((0, image_features.shape[1])))  # (H, p)
+            out["hard_negative_features"] = feats
+            out["hard_negative_rows"] = torch.tensor(rows, dtype=torch.long, device=image_features.device)  # (H,)
+        return out

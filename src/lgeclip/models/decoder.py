@@ -94,8 +94,10 @@ class CaptionDecoder(nn.Module):
         x = self.img_proj(self.img_norm(fmap.flatten(2).transpose(1, 2)))  # (B, hw, D)
         return x + sincos_2d(h, w, self.width, device=x.device, dtype=x.dtype)
 
-    def forward(self, input_ids: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
-        # input_ids: (B, T) long token ids; fmap: (B, C, h, w) vision feature map
+    def forward(self, input_ids: torch.Tensor, fmap: torch.Tensor, vocab: torch.Tensor | None = None) -> torch.Tensor:
+        # input_ids: (B, T) long token ids; fmap: (B, C, h, w) vision feature map; vocab: (A,) sorted token ids
+        # (None = all V): logits over those tokens only, the in-batch vocabulary that makes the 30k-word output
+        # layer affordable on a CPU
         if input_ids.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"CaptionDecoder takes token ids, got dtype {input_ids.dtype}")
         t = input_ids.shape[1]
@@ -105,7 +107,20 @@ class CaptionDecoder(nn.Module):
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb[:t])  # (B, T, D)
         for block in self.blocks:
             x = block(x, img)  # (B, T, D)
-        return F.linear(self.ln_f(x), self.tok_emb.weight, self.head_bias)  # (B, T, V)
+        if vocab is None:
+            return F.linear(self.ln_f(x), self.tok_emb.weight, self.head_bias)  # (B, T, V)
+        return F.linear(self.ln_f(x), self.tok_emb.weight[vocab], self.head_bias[vocab])  # (B, T, A)
+
+
+def batch_vocabulary(labels: torch.Tensor, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(vocab, labels')``: the sorted token ids that occur as labels in the batch (A,) and the labels (B, T)
+    re-indexed into it (``ignore_index`` kept). Softmax over the in-batch vocabulary is a sampled softmax whose
+    negatives are the other tokens of the batch's captions."""
+    keep = labels != ignore_index
+    vocab = torch.unique(labels[keep])  # (A,) sorted
+    remapped = torch.full_like(labels, ignore_index)
+    remapped[keep] = torch.searchsorted(vocab, labels[keep])
+    return vocab, remapped
 
 
 def shift_for_captioning(input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -17,17 +17,32 @@ The loss is computed on the local batch (no cross-rank feature gathering under D
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lgeclip.models.text import split_level_suffix
 
-def caption_ids_from_texts(texts: Sequence[str], device=None) -> torch.Tensor:
-    """Integer id per caption, equal for identical strings (first-seen order): ["a", "b", "a"] -> [0, 1, 0]."""
+
+def caption_key(text: str, grouping: str = "exact") -> str:
+    """The identity of a caption in the CLIP targets: the string itself ("exact"), or ("sentence") its sentence
+    without the level suffix, lower-cased, with runs of non-alphanumerics folded to one space."""
+    if grouping == "exact":
+        return text
+    if grouping != "sentence":
+        raise ValueError(f"unknown caption grouping {grouping!r}; use exact or sentence")
+    return re.sub(r"[^a-z0-9%<>]+", " ", split_level_suffix(text)[0].lower()).strip()
+
+
+def caption_ids_from_texts(texts: Sequence[str], device=None, grouping: str = "exact") -> torch.Tensor:
+    """Integer id per caption, equal for captions with the same ``caption_key`` (first-seen order):
+    ["a", "b", "a"] -> [0, 1, 0]."""
     index: dict[str, int] = {}
-    return torch.tensor([index.setdefault(t, len(index)) for t in texts], dtype=torch.long, device=device)
+    keys = [caption_key(t, grouping) for t in texts]
+    return torch.tensor([index.setdefault(k, len(index)) for k in keys], dtype=torch.long, device=device)
 
 
 def multi_positive_targets(caption_ids: torch.Tensor) -> torch.Tensor:
@@ -48,14 +63,41 @@ def clip_loss_from_logits(logits: torch.Tensor, caption_ids: torch.Tensor | None
     return (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y)) / 2
 
 
+def hard_negative_i2t_loss(logits: torch.Tensor, hard_logits: torch.Tensor, rows: torch.Tensor,
+                           caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Image -> text loss with one extra column per hard negative, visible only to its own image's row.
+
+    logits (B, B) image->text; hard_logits (B, H) images x hard-negative texts; rows (H,) the image each hard
+    negative belongs to. Row i's softmax runs over the B captions plus the hard negatives of image i (NegCLIP's
+    idea: the caption's negation must score below the caption)."""
+    b = logits.shape[0]
+    own = rows[None, :] == torch.arange(b, device=logits.device)[:, None]  # (B, H)
+    extra = hard_logits.masked_fill(~own, -1e9)  # finite: soft-target cross-entropy multiplies 0 by it
+    full = torch.cat([logits, extra], dim=1)  # (B, B + H)
+    ids = torch.arange(b, device=logits.device) if caption_ids is None else caption_ids.to(logits.device)
+    y = multi_positive_targets(ids).to(logits.dtype)  # (B, B)
+    y = torch.cat([y, y.new_zeros((b, extra.shape[1]))], dim=1)  # (B, B + H)
+    return F.cross_entropy(full, y)
+
+
 class ClipLoss(nn.Module):
-    """Multi-positive symmetric CLIP loss; identical captions (same ``caption_ids``) count as positives."""
+    """Multi-positive symmetric CLIP loss; identical captions (same ``caption_ids``) count as positives.
+
+    With ``hard_negative_features`` (H, p) and ``hard_negative_rows`` (H,) the image->text half also contrasts
+    each image with its own hard negatives (``hard_negative_i2t_loss``); text->image is unchanged."""
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
-                caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+                caption_ids: torch.Tensor | None = None, hard_negative_features: torch.Tensor | None = None,
+                hard_negative_rows: torch.Tensor | None = None) -> torch.Tensor:
         # image_features, text_features: (B, p) L2-normalised; logit_scale: () scale s = exp(t), already clamped
         logits = logit_scale * image_features.float() @ text_features.float().t()  # (B, B) image -> text
-        return clip_loss_from_logits(logits, caption_ids)
+        if hard_negative_features is None or hard_negative_features.shape[0] == 0:
+            return clip_loss_from_logits(logits, caption_ids)
+        hard = logit_scale * image_features.float() @ hard_negative_features.float().t()  # (B, H)
+        i2t = hard_negative_i2t_loss(logits, hard, hard_negative_rows, caption_ids)
+        ids = torch.arange(logits.shape[0], device=logits.device) if caption_ids is None else caption_ids
+        t2i = F.cross_entropy(logits.t(), multi_positive_targets(ids.to(logits.device)).to(logits.dtype))
+        return (i2t + t2i) / 2
 
 
 class CaptionLoss(nn.Module):
@@ -87,7 +129,8 @@ class CocaLoss(nn.Module):
 
     def forward(self, out: dict, caption_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``out`` is the dict of ``LgeClip.forward``; returns contrastive_loss, caption_loss, loss."""
-        contrastive = self.clip(out["image_features"], out["text_features"], out["logit_scale"], caption_ids)
+        contrastive = self.clip(out["image_features"], out["text_features"], out["logit_scale"], caption_ids,
+                                out.get("hard_negative_features"), out.get("hard_negative_rows"))
         if self.caption_weight > 0:
             if out.get("caption_logits") is None:
                 raise ValueError("caption_weight > 0 but the model returned no caption_logits (built without decoder)")

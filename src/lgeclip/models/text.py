@@ -13,6 +13,7 @@ are cached as float32, so a cached value may differ from a fresh fp32 one by bf1
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,7 +22,18 @@ from torch import nn
 
 from lgeclip.models.vision import Projection
 
-Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask": (B, L) long}
+Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask": (B, L) long[, "pool_mask": (B, L)]}
+
+POOLINGS = ("mean", "cls", "sentence")
+# the level sentence every caption and prompt ends with (lgeclip.synth.templates.level_suffix)
+_LEVEL_SUFFIX = re.compile(r"\s*This image is from \S+ level\.\s*$")
+
+
+def split_level_suffix(text: str) -> tuple[str, str]:
+    """``(sentence, suffix)``: a caption split before its trailing "This image is from <level> level." (suffix
+    "" when absent)."""
+    m = _LEVEL_SUFFIX.search(text)
+    return (text, "") if m is None else (text[: m.start()], text[m.start():].strip())
 
 
 def resolve_text_model(text_model: str) -> Path:
@@ -51,7 +63,13 @@ def _transformer_layers(encoder: nn.Module) -> nn.ModuleList:
 
 
 class TextTower(nn.Module):
-    """Frozen HF encoder -> mean (or CLS) pooling -> Projection to the joint space."""
+    """Frozen HF encoder -> pooling -> Projection to the joint space.
+
+    Pooling: ``mean`` over every token, ``cls`` (the [CLS] state), or ``sentence``: the mean over the tokens of
+    the sentence only, leaving out the level suffix every caption and prompt shares. The whole string is still
+    encoded, so the level conditions each token through attention, but the shared suffix no longer makes up half
+    of the pooled vector (it dilutes the difference between "scar" and "no scar" captions).
+    """
 
     def __init__(self, text_model: str = "minilm", embed_dim: int = 512, dropout: float = 0.1,
                  pooling: str = "mean", unfreeze_layers: int = 0, max_length: int = 64,
@@ -68,6 +86,8 @@ class TextTower(nn.Module):
             raise ValueError(f"text model {path} has a tokenizer without a padding token")
         limits = [max_length, getattr(self.encoder.config, "max_position_embeddings", max_length)]
         self.max_length = int(min(limits))
+        if pooling not in POOLINGS:
+            raise ValueError(f"text pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
         self.hidden_size = int(self.encoder.config.hidden_size)
         self.proj = Projection(self.hidden_size, embed_dim, dropout)
@@ -118,10 +138,31 @@ class TextTower(nn.Module):
         """Token ids (B, L) and attention mask, padded to the longest caption, truncated at ``max_length``."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not one string")
-        enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,
+        texts = list(texts)
+        enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         device = self.proj.fc1.weight.device
-        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+        out = {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+        if self.pooling == "sentence":
+            out["pool_mask"] = self._sentence_mask(texts, enc["attention_mask"]).to(device)
+        return out
+
+    def _sentence_mask(self, texts: list[str], attention: torch.Tensor) -> torch.Tensor:
+        """(B, L) 1 on the tokens of each text's sentence part (before the level suffix), 0 elsewhere.
+
+        Word-piece tokenisation splits at whitespace, so the sentence's tokens are the first ones after [CLS];
+        a text without suffix (or whose sentence is empty) pools every real token."""
+        mask = torch.zeros_like(attention)
+        n_special = 1 if self.tokenizer.cls_token_id is not None else 0
+        for i, t in enumerate(texts):
+            sentence, suffix = split_level_suffix(t)
+            n = len(self.tokenizer(sentence, add_special_tokens=False)["input_ids"]) if suffix else 0
+            if n == 0:
+                mask[i] = attention[i]
+            else:
+                mask[i, n_special: n_special + n] = 1
+                mask[i] *= attention[i]
+        return mask
 
     def pooled_from_tokens(self, tokens: Tokens) -> torch.Tensor:
         """Pooled encoder features (B, H) in float32 (no projection)."""
@@ -131,6 +172,8 @@ class TextTower(nn.Module):
         hidden = hidden.float()
         if self.pooling == "cls":
             return hidden[:, 0]  # (B, H)
+        if self.pooling == "sentence":
+            mask = tokens["pool_mask"] if "pool_mask" in tokens else mask
         m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
 

@@ -6,6 +6,8 @@ level and cached (the frozen text encoder is the slow part on CPU).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -13,6 +15,15 @@ from lgeclip.synth.templates import level_suffix
 
 POSITIVE_PROMPT = "there is hyperenhancement in the myocardium."
 NEGATIVE_PROMPT = "there is no hyperenhancement in the myocardium."
+
+
+def no_autocast() -> contextlib.ExitStack:
+    """A context with autocast off on the CPU (and on CUDA when present): fp32 inside a bf16 training step."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast("cpu", enabled=False))
+    if torch.cuda.is_available():
+        stack.enter_context(torch.autocast("cuda", enabled=False))
+    return stack
 
 
 def prompts_for_level(level: str, positive: str = POSITIVE_PROMPT, negative: str = NEGATIVE_PROMPT) -> list[str]:
@@ -33,7 +44,9 @@ class ZeroShotClassifier:
     def prompt_embeddings(self, level: str) -> torch.Tensor:
         """(2, p) normalised embeddings of [positive, negative] prompts for ``level``."""
         if level not in self._prompt_cache:
-            emb = self.model.encode_text(prompts_for_level(level, self.positive, self.negative), normalize=True)
+            # fp32 even inside a bf16 autocast: the two prompts differ by one word, bf16 would blur that difference
+            with no_autocast():
+                emb = self.model.encode_text(prompts_for_level(level, self.positive, self.negative), normalize=True)
             self._prompt_cache[level] = emb.float()
         return self._prompt_cache[level]
 

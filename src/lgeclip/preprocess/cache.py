@@ -1,9 +1,10 @@
 """The preprocessed cache: every manifest slice run through the chain once, with the patient-level split.
 
 Layout of ``CACHE``: ``slices/<slice_id>.npz`` (both variants, see ``PreprocessedSlice.to_arrays``),
-``index.csv`` (``INDEX_COLUMNS``; ``split`` is THE split everything downstream uses), ``excluded.csv``
-(slice_id, reason), ``preprocess.yaml`` (resolved ``PreprocessCfg``) and ``cache.json`` (counts, seconds per
-slice, settings, the ``seg_run`` / ``landmarks_run`` the anatomy came from).
+``index.csv`` (``INDEX_COLUMNS``; ``split`` is fold ``cfg.fold`` of the cohort's ``splits.json``, the split the
+anatomy nets use too), ``excluded.csv`` (slice_id, reason), ``preprocess.yaml`` (resolved ``PreprocessCfg``) and
+``cache.json`` (counts, seconds per slice, settings, the ``seg_run`` / ``landmarks_run`` the anatomy came from,
+``splits``: the splits file, its digest and the fold).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 
 from lgeclip.anatomy.types import AnatomyResult, OracleAnatomy
 from lgeclip.config import load_config, save_config, to_dict
-from lgeclip.io.cohort import SliceRecord, load_slice, read_manifest, split_patients
+from lgeclip.io.cohort import SliceRecord, load_slice, read_manifest
+from lgeclip.io.splits import patient_split, splits_digest, splits_path
 from lgeclip.preprocess.chain import ImplausibleSlice, preprocess_slice
 from lgeclip.preprocess.config import PreprocessCfg
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
@@ -100,15 +102,6 @@ def _save_npz(path: Path, arrays: dict) -> None:
     tmp.replace(path)
 
 
-def _patient_labels(records: list[SliceRecord]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    rank = {"positive": 2, "negative": 1, "unknown": 0}
-    for r in records:
-        if rank[r.label] >= rank[out.get(r.patient_key, "unknown")]:
-            out[r.patient_key] = r.label
-    return out
-
-
 def _resolve_cfg(config: str | Path | PreprocessCfg | None, overrides: list[str] | None) -> PreprocessCfg:
     if isinstance(config, PreprocessCfg):
         if overrides:
@@ -149,8 +142,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
     cfg = _resolve_cfg(config, overrides)
     cohort, out = Path(cohort), Path(out)
     records = read_manifest(cohort)
-    labels = _patient_labels(records)
-    split = split_patients(list(labels), seed=cfg.split_seed, fractions=tuple(cfg.split_fractions), strata=labels)
+    split = patient_split(cohort, cfg.fold)  # the cohort's splits.json, the file the anatomy nets read too
     predictor = None
     if not oracle:
         if seg_run is None or landmarks_run is None:
@@ -227,6 +219,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
         "level": count("level"), "seconds": round(seconds, 3),
         "seconds_per_slice": round(seconds / max(len(records), 1), 4), "size": cfg.size,
         "pixel_mm": cfg.out_pixel_mm, "settings": to_dict(cfg),
+        "splits": {"file": str(splits_path(cohort).resolve()), "digest": splits_digest(cohort), "fold": cfg.fold},
     }
     atomic_write_json(out / "cache.json", summary)
     return summary

@@ -1,4 +1,4 @@
-"""``PreprocessCfg``: the paper's slice preprocessing settings, plausibility limits and the patient split."""
+"""``PreprocessCfg``: the paper's slice preprocessing settings, plausibility limits and the patient-split fold."""
 
 from __future__ import annotations
 
@@ -29,9 +29,7 @@ class PreprocessCfg:
     min_wall_mm: float = 1.5  # median wall thickness on the final grid
     max_wall_mm: float = 25.0
     min_inside_fraction: float = 0.5  # fraction of the crop that lies inside the native image
-    # patient-level split (lgeclip.io.cohort.split_patients, stratified by report label)
-    split_seed: int = 0
-    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    fold: int = 0  # patient split: this fold of <cohort>/splits.json (lgeclip.io.splits), as the anatomy nets
     batch_size: int = 16  # slices per anatomy-predictor batch (when it offers predict_batch)
 
     def __post_init__(self) -> None:
@@ -48,15 +46,12 @@ class PreprocessCfg:
              "need 0 <= min_rvip_angle_deg < max_rvip_angle_deg <= 180"),
             (0 <= self.min_wall_mm < self.max_wall_mm, "need 0 <= min_wall_mm < max_wall_mm"),
             (0 < self.min_inside_fraction <= 1, "min_inside_fraction must be in (0, 1]"),
-            (len(self.split_fractions) == 3 and all(f >= 0 for f in self.split_fractions)
-             and abs(sum(self.split_fractions) - 1) < 1e-6,
-             "split_fractions must be 3 non-negative numbers summing to 1"),
+            (self.fold >= 0, "fold must be >= 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise ValueError(f"PreprocessCfg: {'; '.join(bad)} (got {self})")
-        self.split_fractions = tuple(float(f) for f in self.split_fractions)
 
     @property
     def size(self) -> int:
@@ -67,3 +62,12 @@ class PreprocessCfg:
     def out_pixel_mm(self) -> float:
         """Pixel size of the final grid (mm)."""
         return self.pixel_mm / self.upsample
+
+
+# keys of caches / run folders written before splits.json (the split now comes from the cohort's file)
+LEGACY_KEYS = ("split_seed", "split_fractions")
+
+
+def drop_legacy_keys(settings: dict) -> dict:
+    """``settings`` without the keys older caches recorded (``LEGACY_KEYS``), so their runs still load."""
+    return {k: v for k, v in settings.items() if k not in LEGACY_KEYS}

@@ -46,6 +46,9 @@ class SynthScarCfg:
     b1: float = 0.8  # blend brightness gamma ~ U(b1, b2), scar intensity = gamma * max(I)
     b2: float = 1.0
     max_redraws: int = 10  # redraws of (location, extent) when the region is empty at this level, then skip
+    # beyond the paper: chance that the sentence is location-free ("There is scar in the myocardium.",
+    # templates.GENERIC_TEMPLATES), the affirmative twin of the negated templates; 0 = the paper
+    generic_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prob <= 1.0:
@@ -73,6 +76,8 @@ class SynthScarCfg:
             raise ValueError(f"SynthScarCfg.truncate must be > 0, got {self.truncate}")
         if not 0.0 < self.b1 <= self.b2:
             raise ValueError(f"SynthScarCfg: need 0 < b1 <= b2, got b1={self.b1}, b2={self.b2}")
+        if not 0.0 <= self.generic_prob <= 1.0:
+            raise ValueError(f"SynthScarCfg.generic_prob must be in [0, 1], got {self.generic_prob}")
         if self.max_redraws < 0:
             raise ValueError(f"SynthScarCfg.max_redraws must be >= 0, got {self.max_redraws}")
 

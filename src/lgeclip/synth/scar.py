@@ -108,7 +108,7 @@ def draw_scar_params(myocardium: np.ndarray, aha_map: np.ndarray, layer_map: np.
     angle = float(rng.uniform(0.0, math.pi))
     sigma = float(rng.random() * cfg.s1 + cfg.s2)
     gamma = float(rng.uniform(cfg.b1, cfg.b2))
-    sentence, words = draw_sentence(rng, location, extent, level)
+    sentence, words = draw_sentence(rng, location, extent, level, cfg.generic_prob)
     params = {
         "applied": True, "skipped": None, "location": location, "extent": extent, "layers": list(layers),
         "segments": [int(s) for s in segments], "level": level, "centre": [r, c], "pixel_mm": float(pixel_mm),

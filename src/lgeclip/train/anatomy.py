@@ -2,8 +2,9 @@
 
 ``train_segmentation`` / ``train_landmarks`` build a task for :func:`lgeclip.train.loop.fit` from cohort folders
 (manifest + slice npz with truth) and write a run folder that alone rebuilds the net: ``config.yaml`` (its
-``task`` section holds ``net`` and ``view``), ``model.safetensors``, ``metrics.csv``, ``split.json`` (patient
-split per cohort + slice counts) and, for segmentation, ``encoder.safetensors`` (keys of
+``task`` section holds ``net`` and ``view``), ``model.safetensors``, ``metrics.csv``, ``split.json`` (the fold,
+the splits used for training / selection and, per cohort, its folder, ``splits.json`` digest, patients per split
+and slice counts; what ``lgeclip.eval.leaks`` checks) and, for segmentation, ``encoder.safetensors`` (keys of
 ``DenseNet121(...).features.state_dict()``, the CLIP vision tower's initialisation).
 """
 
@@ -254,9 +255,8 @@ def _run(task: _AnatomyTask, cfg, out: Path, resume: bool) -> dict:
              f"skipped per cohort: {task._skips()}")
     summary = fit(task, cfg.loop, out, resume=resume)
     if _is_main():
-        atomic_write_json(out / "split.json", {"split_seed": cfg.data.split_seed,
-                                               "split_fractions": list(cfg.data.split_fractions),
-                                               "cohorts": task.stats["cohorts"]})
+        atomic_write_json(out / "split.json", {"fold": cfg.data.fold, "train_splits": list(cfg.data.train_splits),
+                                               "val_split": cfg.data.val_split, "cohorts": task.stats["cohorts"]})
     summary.update(n_train_slices=task.stats["n_train_slices"], n_val_slices=task.stats["n_val_slices"],
                    skipped=task._skips())
     return summary

@@ -1,0 +1,214 @@
+"""What the text-supervised model learns from: sentence pooling without the level suffix, caption grouping,
+sentence choice, per-group learning rates, a fixed or learned temperature, and the patient aggregation chosen
+on validation patients."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from _clip_fixtures import make_tiny_cache, make_tiny_text_model, tiny_overrides
+
+from lgeclip.data.clip import caption_sentences
+from lgeclip.metrics import aggregate
+from lgeclip.models import ClipModelCfg, LgeClip
+from lgeclip.models.losses import caption_ids_from_texts, caption_key
+from lgeclip.models.text import TextTower, split_level_suffix
+from lgeclip.train.clip import EvalCfg, OptimCfg, choose_aggregation, clip_param_groups, load_run_config, train_clip
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    return str(make_tiny_text_model(tmp_path_factory.mktemp("bert")))
+
+
+def test_split_level_suffix():
+    assert split_level_suffix("No LGE. This image is from basal level.") == \
+        ("No LGE.", "This image is from basal level.")
+    assert split_level_suffix("No LGE.") == ("No LGE.", "")
+
+
+def test_sentence_pooling_ignores_the_level_suffix(tiny_bert):
+    tower = TextTower(tiny_bert, embed_dim=8, pooling="sentence", max_length=32).eval()
+    texts = ["there is hyperenhancement. This image is from basal level.", "there is hyperenhancement."]
+    tok = tower.tokenize(texts)
+    sentence_tokens = len(tower.tokenizer("there is hyperenhancement.", add_special_tokens=False)["input_ids"])
+    # the captioned text pools exactly its sentence tokens (after [CLS]); a text without suffix pools everything
+    assert tok["pool_mask"][0].sum().item() == sentence_tokens
+    assert tok["pool_mask"][0, 0].item() == 0 and tok["pool_mask"][0, 1].item() == 1
+    assert torch.equal(tok["pool_mask"][1], tok["attention_mask"][1])
+    # the suffix still conditions the pooled tokens (attention), so two levels differ a little, not by half
+    with torch.no_grad():
+        a, b = tower.pooled(["there is hyperenhancement. This image is from basal level.",
+                             "there is hyperenhancement. This image is from apical level."])
+        mean = TextTower(tiny_bert, embed_dim=8, pooling="mean", max_length=32).eval()
+        ma, mb = mean.pooled(["there is hyperenhancement. This image is from basal level.",
+                              "there is hyperenhancement. This image is from apical level."])
+    assert not torch.allclose(a, b)
+    assert (a - b).norm() < (ma - mb).norm()
+
+
+def test_caption_grouping_by_sentence():
+    texts = ["No LGE. This image is from basal level.", "no LGE This image is from apical level.",
+             "There is LGE. This image is from basal level.", "No LGE. This image is from basal level."]
+    assert caption_ids_from_texts(texts).tolist() == [0, 1, 2, 0]  # exact: the level splits "No LGE."
+    assert caption_ids_from_texts(texts, grouping="sentence").tolist() == [0, 0, 1, 0]
+    assert caption_key("Subendocardial scar, <50% . This image is from mid level.", "sentence") == \
+        "subendocardial scar <50%"
+    with pytest.raises(ValueError, match="grouping"):
+        caption_key("x", "fuzzy")
+
+
+def test_caption_sentences_status_rule_drops_side_sentences():
+    s = ["There is transmural LGE in the inferior wall.", "No microvascular obstruction."]
+    assert caption_sentences(s, "all") == s
+    assert caption_sentences(s, "status") == s[:1]
+    assert caption_sentences(["No MVO."], "status") == ["No MVO."]  # nothing says it: keep what there is
+
+
+def test_param_groups_have_their_own_lr_and_cover_every_trainable_parameter(tiny_bert):
+    cfg = ClipModelCfg(text_model=tiny_bert, embed_dim=16, decoder_width=16, decoder_heads=2, decoder_layers=1,
+                       text_unfreeze_layers=1, text_max_length=32)
+    model = LgeClip(cfg)
+    groups = clip_param_groups(model, OptimCfg(vision_lr=1e-5, text_lr=2e-5, head_lr=1e-3, logit_scale_lr=1e-2))
+    by = {g["name"]: g for g in groups}
+    assert set(by) == {"vision", "text", "head", "logit_scale"}
+    assert [by[n]["lr"] for n in ("vision", "text", "head", "logit_scale")] == [1e-5, 2e-5, 1e-3, 1e-2]
+    assert by["logit_scale"]["weight_decay"] == 0.0 and by["logit_scale"]["params"] == [model.logit_scale]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert len(ids) == len(set(ids))
+    text_ids = {id(q) for q in by["text"]["params"]}
+    assert all(id(p) in text_ids for p in model.text.encoder.encoder.layer[-1].parameters())
+    # null learning rates leave the loop's lr in charge
+    assert all("lr" not in g for g in clip_param_groups(model, OptimCfg()))
+
+
+def test_logit_scale_fixed_by_config(tiny_bert):
+    cfg = ClipModelCfg(text_model=tiny_bert, embed_dim=16, caption_weight=0.0, learn_logit_scale=False,
+                       init_logit_scale=float(np.log(50.0)))
+    model = LgeClip(cfg)
+    assert not model.logit_scale.requires_grad
+    assert model.get_logit_scale().item() == pytest.approx(50.0)
+    assert "logit_scale" not in {g["name"] for g in clip_param_groups(model, OptimCfg())}
+
+
+def test_noisy_or_and_aggregation_names():
+    assert aggregate([0.5, 0.5], "noisy_or") == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="aggregation"):
+        EvalCfg(aggregation="median")
+    EvalCfg(aggregation="auto", candidates=["max", "noisy_or"])
+
+
+class _Rec:
+    def __init__(self, key, label):
+        self.patient_key, self.label, self.scar_truth = key, label, None
+
+
+def test_choose_aggregation_picks_the_best_candidate_on_validation():
+    # positives have one bright slice among low ones, negatives three middling slices: max ranks them wrongly
+    # (0.6 vs 0.62), mean gets every patient right
+    recs, p = [], []
+    for i in range(3):
+        recs += [_Rec(f"pos{i}", "positive")] * 3
+        p += [0.6, 0.55, 0.58]
+        recs += [_Rec(f"neg{i}", "negative")] * 3
+        p += [0.62, 0.2, 0.1]
+    choice = choose_aggregation(recs, np.array(p), EvalCfg(aggregation="auto", candidates=["max", "mean"]))
+    assert choice["aggregation"] == "mean"
+    assert choice["candidates"]["max"]["auroc"] == 0.0 and choice["candidates"]["mean"]["auroc"] == 1.0
+
+
+def test_auto_aggregation_is_written_and_read_back(tmp_path, tiny_bert):
+    cache = make_tiny_cache(tmp_path / "c", n_patients=12, size=64, seed=3)
+    run = tmp_path / "run"
+    summary = train_clip("smoke", cache, run, overrides=[*tiny_overrides(tiny_bert), "eval.aggregation=auto",
+                                                        "optim.logit_scale_lr=0.01", "model.text_pooling=sentence",
+                                                        "model.caption_grouping=sentence"])
+    choice = json.loads((run / "aggregation.json").read_text())
+    assert choice["aggregation"] in ("max", "top2", "mean") and summary["aggregation"] == choice["aggregation"]
+    assert load_run_config(run).eval.aggregation == choice["aggregation"]
+    import csv
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert "train_logit_scale" in rows[-1] and "val_prompt_cosine" in rows[-1]
+
+
+def test_batch_vocabulary_selects_the_columns_of_the_full_head(tiny_bert):
+    from lgeclip.models.decoder import batch_vocabulary
+
+    labels = torch.tensor([[7, 3, -100], [3, 9, 7]])
+    vocab, remapped = batch_vocabulary(labels)
+    assert vocab.tolist() == [3, 7, 9] and remapped.tolist() == [[1, 0, -100], [0, 2, 1]]
+    cfg = dict(text_model=tiny_bert, embed_dim=16, decoder_width=16, decoder_heads=2, decoder_layers=1,
+               text_max_length=32, proj_dropout=0.0, decoder_dropout=0.0)
+    torch.manual_seed(0)
+    full = LgeClip(ClipModelCfg(**cfg)).eval()
+    batch = LgeClip(ClipModelCfg(**cfg, caption_vocab="batch")).eval()
+    batch.load_state_dict(full.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+    caps = ["there is no hyperenhancement. This image is from mid level.", "there is hyperenhancement."]
+    with torch.no_grad():
+        a, b = full(x, caps), batch(x, caps)
+    v, lab = batch_vocabulary(a["caption_labels"])
+    assert torch.equal(b["caption_labels"], lab)
+    assert torch.allclose(b["caption_logits"], a["caption_logits"][..., v], atol=1e-5)
+
+
+def test_generic_synthetic_sentences_are_location_free_twins_of_the_negated_ones():
+    from lgeclip.synth.templates import ENHANCEMENT_WORDS, GENERIC_TEMPLATES, NEGATIVE_TEMPLATES, draw_sentence
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        sentence, words = draw_sentence(rng, "inferolateral", "transmural", "mid", generic_prob=1.0)
+        assert "inferolateral" not in sentence and "transmural" not in sentence
+        assert sentence.endswith("This image is from mid level.") and words["template"].startswith("generic")
+        seen.add(words["template"])
+    assert len(seen) == len(GENERIC_TEMPLATES)
+    # each generic sentence and its negated twin differ by the negation only
+    for pos, neg in zip(GENERIC_TEMPLATES, NEGATIVE_TEMPLATES, strict=True):
+        p, n = pos.format(enh=ENHANCEMENT_WORDS[0]).lower(), neg.format(enh=ENHANCEMENT_WORDS[0]).lower()
+        assert set(p.split()) < set(n.split()) and set(n.split()) - set(p.split()) == {"no"}
+    # generic_prob=0 keeps the paper's draws (same stream as before the option existed)
+    a = draw_sentence(np.random.default_rng(1), "inferior", "subendocardial", "basal")
+    b = draw_sentence(np.random.default_rng(1), "inferior", "subendocardial", "basal", generic_prob=0.0)
+    assert a == b and "inferior" in a[0]
+
+
+def test_negation_twins():
+    from lgeclip.synth.templates import negation_twin
+
+    sfx = " This image is from mid level."
+    assert negation_twin("There is scar in the myocardium." + sfx) == "There is no scar in the myocardium." + sfx
+    assert negation_twin("No scar is seen." + sfx) == "Scar is seen." + sfx
+    assert negation_twin("No late gadolinium enhancement." + sfx) == "There is late gadolinium enhancement." + sfx
+    assert negation_twin("There is no hyperenhancement in the myocardium.") == \
+        "There is hyperenhancement in the myocardium."
+    assert negation_twin("LGE: none." + sfx) is None
+
+
+def test_hard_negatives_only_touch_their_own_row():
+    from lgeclip.models.losses import clip_loss_from_logits, hard_negative_i2t_loss
+
+    logits = torch.tensor([[3.0, 0.0, 1.0], [0.0, 2.0, 0.0], [1.0, 0.0, 2.0]])
+    base_i2t = torch.nn.functional.cross_entropy(logits, torch.arange(3), reduction="none")
+    hard = torch.tensor([[2.5], [9.0], [9.0]])  # one hard negative, owned by image 0
+    rows = torch.tensor([0])
+    loss = hard_negative_i2t_loss(logits, hard, rows)
+    # row 0 gains exp(2.5) in its denominator; rows 1 and 2 do not see that column (9.0 would dominate them)
+    row0 = -3.0 + torch.logsumexp(torch.tensor([3.0, 0.0, 1.0, 2.5]), 0)
+    assert loss.item() == pytest.approx(((row0 + base_i2t[1] + base_i2t[2]) / 3).item(), abs=1e-5)
+    # without hard negatives the symmetric loss is the plain CLIP loss
+    from lgeclip.models.losses import ClipLoss
+
+    f = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    s = torch.tensor(5.0)
+    assert ClipLoss()(f, t, s).item() == pytest.approx(clip_loss_from_logits(s * f @ t.T).item(), abs=1e-5)
+    assert ClipLoss()(f, t, s, None, t[:0], rows[:0]).item() == pytest.approx(ClipLoss()(f, t, s).item(), abs=1e-6)
+    assert ClipLoss()(f, t, s, None, t[:1], rows).item() > ClipLoss()(f, t, s).item()
