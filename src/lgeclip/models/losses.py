@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lgeclip.models.text import split_level_suffix
+from lgeclip.synth.templates import split_level_suffix
 
 
 def caption_key(text: str, grouping: str = "exact") -> str:

