@@ -4,6 +4,7 @@ on validation patients."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -212,3 +213,144 @@ def test_hard_negatives_only_touch_their_own_row():
     assert ClipLoss()(f, t, s).item() == pytest.approx(clip_loss_from_logits(s * f @ t.T).item(), abs=1e-5)
     assert ClipLoss()(f, t, s, None, t[:0], rows[:0]).item() == pytest.approx(ClipLoss()(f, t, s).item(), abs=1e-6)
     assert ClipLoss()(f, t, s, None, t[:1], rows).item() > ClipLoss()(f, t, s).item()
+
+
+def test_sentence_levels_reads_levels_ranges_and_skips_the_mid_wall_layer():
+    from lgeclip.report.levels import sentence_levels
+
+    cases = {
+        "There is subendocardial LGE of the basal to mid inferior wall.": {"basal", "mid"},
+        "Full-thickness infarct of the basal to apical anterior wall.": {"basal", "mid", "apical"},
+        "Intramyocardial mid-wall LGE involving the apical septal wall.": {"apical"},
+        "Intramyocardial mid-wall fibrosis of the septum.": None,
+        "Patchy mid myocardial enhancement.": None,
+        "Transmural scar in the mid anterior wall and the true apex.": {"mid", "apical"},
+        "Myocardial infarction with transmural LGE at the mid and apical level(s).": {"mid", "apical"},
+        "LGE in keeping with transmural infarction (basal, mid and apical).": {"basal", "mid", "apical"},
+        "Infarct from base to apex.": {"basal", "mid", "apical"},
+        "No late gadolinium enhancement.": None,
+    }
+    for text, want in cases.items():
+        got = sentence_levels(text)
+        assert (got if got is None else set(got)) == want, text
+
+
+def test_level_captions_keep_sentences_of_the_slice_level_and_negate_unnamed_levels():
+    from lgeclip.data.clip import level_captions
+
+    report = ["Transmural LGE of the basal inferior wall.", "MVO is present.",
+              "Subendocardial LGE of the mid to apical anterior wall."]
+    assert level_captions(report, "basal", "positive") == (report[:1], "positive")
+    assert level_captions(report, "apical", "positive") == (report[2:], "positive")
+    assert level_captions(report[:1], "apical", "positive") == ([], "negative")  # basal scar only: apical is clean
+    unlocated = ["Extensive LGE.", "MVO is present."]
+    assert level_captions(unlocated, "apical", "positive") == (unlocated, "positive")  # nothing to match
+    assert level_captions(["No LGE."], "mid", "negative") == (["No LGE."], "negative")
+
+
+def test_clip_pairs_with_matched_levels_caption_only_named_levels(tmp_path):
+    from lgeclip.data.clip import ClipPairs, DataCfg, level_captions
+    from lgeclip.preprocess.cache import read_cache
+    from lgeclip.report.levels import sentence_levels
+    from lgeclip.synth.templates import NEGATIVE_TEMPLATES, split_level_suffix
+
+    # the tiny reports name no level: positive reports now place their scar at the basal level only
+    records = [dataclasses.replace(r, sentences=[s.replace("in the ", "in the basal ") for s in r.sentences])
+               if r.label == "positive" else r
+               for r in read_cache(make_tiny_cache(tmp_path, n_patients=8, size=64, seed=3))]
+    cfg = DataCfg(image_size=48, caption_sentences="status", caption_levels="match")
+    ds = ClipPairs(records, cfg, train=True, seed=0)
+    n_level_negative = n_matched = 0
+    for i in range(len(ds)):
+        r = ds.records[i]
+        _, label = level_captions(caption_sentences(r.sentences, "status"), r.level, r.label)
+        item = ds[i]
+        sentence, _ = split_level_suffix(item["caption"])
+        assert item["label"] == (1 if label == "positive" else 0)
+        if r.label == "positive" and label == "negative":
+            n_level_negative += 1
+            negated = any(t.split("{enh}")[0].strip().lower() in sentence.lower() for t in NEGATIVE_TEMPLATES)
+            assert item["synthetic"] or negated, item["caption"]
+        elif r.label == "positive" and sentence_levels(sentence) is not None:
+            n_matched += 1
+            assert r.level in sentence_levels(sentence)
+    assert n_matched > 0 and n_level_negative > 0
+    with pytest.raises(ValueError, match="caption_levels"):
+        DataCfg(caption_levels="nearest")
+
+
+def test_soft_targets_share_mass_between_similar_captions_and_reduce_to_the_hard_loss():
+    from lgeclip.models.losses import clip_loss_from_logits, clip_targets
+
+    ids = torch.tensor([0, 1, 2])
+    ref = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0]]), dim=-1)
+    y = clip_targets(ids, ref, soft_weight=0.5, temperature=0.05)
+    cos01 = float(ref[0] @ ref[1])
+    e = torch.exp(torch.tensor([1.0, cos01, 0.0]) / 0.05)
+    assert torch.allclose(y[0], 0.5 * torch.tensor([1.0, 0, 0]) + 0.5 * e / e.sum(), atol=1e-6)  # by hand
+    assert y[0, 1] > 0.2 and y[0, 2] < 1e-6  # the paraphrase gets mass, the unrelated caption none
+    assert torch.allclose(y.sum(1), torch.ones(3))
+    logits = torch.randn(3, 3)
+    assert torch.allclose(clip_loss_from_logits(logits, ids, ref, 0.0), clip_loss_from_logits(logits, ids))
+    # hard targets prefer a model that tells the two paraphrases apart, soft targets one that does not
+    alike = torch.tensor([[5.0, 5.0, -5.0], [5.0, 5.0, -5.0], [-5.0, -5.0, 5.0]])
+    apart = torch.tensor([[5.0, -5.0, -5.0], [-5.0, 5.0, -5.0], [-5.0, -5.0, 5.0]])
+    assert clip_loss_from_logits(apart, ids) < clip_loss_from_logits(alike, ids)
+    assert clip_loss_from_logits(alike, ids, ref, 0.5) < clip_loss_from_logits(apart, ids, ref, 0.5)
+    with pytest.raises(ValueError, match="reference"):
+        clip_targets(ids, None, soft_weight=0.5)
+
+
+def test_reference_features_come_from_the_last_frozen_layer(tiny_bert):
+    tower = TextTower(tiny_bert, embed_dim=8, pooling="mean", unfreeze_layers=1, max_length=32)
+    texts = ["there is hyperenhancement.", "there is no hyperenhancement."]
+    proj, ref = tower.forward_with_reference(texts)
+    assert proj.shape == (2, 8) and ref.shape == (2, tower.hidden_size) and not ref.requires_grad
+    before = ref.clone()
+    with torch.no_grad():  # moving the trainable top layer moves the output, not the reference
+        for p in tower.unfrozen_layers()[0].parameters():
+            p.add_(0.5)
+    proj2, ref2 = tower.forward_with_reference(texts)
+    assert torch.allclose(ref2, before) and not torch.allclose(proj2, proj)
+    frozen = TextTower(tiny_bert, embed_dim=8, pooling="mean", max_length=32)
+    _, fref = frozen.forward_with_reference(texts)
+    assert torch.allclose(fref, frozen.pooled(texts))
+
+
+def test_locked_text_space_keeps_the_encoders_geometry(tiny_bert):
+    texts = ["there is hyperenhancement. This image is from mid level.",
+             "there is no hyperenhancement. This image is from mid level."]
+    tower = TextTower(tiny_bert, embed_dim=32, pooling="sentence", projection="none")
+    assert not [p for p in tower.parameters() if p.requires_grad]  # nothing on the text side can move
+    with torch.no_grad():
+        assert torch.equal(tower(texts), tower.pooled(texts))  # the joint space is the encoder's own space
+    with pytest.raises(ValueError, match="hidden size"):
+        TextTower(tiny_bert, embed_dim=8, projection="none")
+    with pytest.raises(ValueError, match="projection"):
+        TextTower(tiny_bert, embed_dim=32, projection="linear")
+    cfg = ClipModelCfg(text_model=tiny_bert, embed_dim=32, text_projection="none", caption_weight=0.0)
+    model = LgeClip(cfg)
+    out = model(torch.rand(2, 1, 32, 32), texts)
+    assert out["image_features"].shape == out["text_features"].shape == (2, 32)
+    assert "text." not in " ".join(n for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_prompt_ensemble_is_the_normalised_mean_of_its_members(tiny_bert):
+    from lgeclip.models.zeroshot import POSITIVE_PROMPT, PROMPT_SETS, ZeroShotClassifier
+    from lgeclip.synth.templates import level_suffix
+
+    model = LgeClip(ClipModelCfg(text_model=tiny_bert, embed_dim=16, caption_weight=0.0)).eval()
+    pos, neg = PROMPT_SETS["ensemble"]
+    assert POSITIVE_PROMPT in pos and len(pos) == len(neg) > 1
+    emb = ZeroShotClassifier(model, prompts="ensemble").prompt_embeddings("basal")
+    with torch.no_grad():
+        members = model.encode_text([f"{t} {level_suffix('basal')}" for t in pos])
+    want = torch.nn.functional.normalize(members.mean(0), dim=-1)
+    assert torch.allclose(emb[0], want, atol=1e-5)
+    paper = ZeroShotClassifier(model).prompt_embeddings("basal")
+    assert torch.allclose(paper, ZeroShotClassifier(model, prompts="paper").prompt_embeddings("basal"))
+    assert not torch.allclose(paper, emb)
+    with pytest.raises(ValueError, match="prompt set"):
+        ZeroShotClassifier(model, prompts="mine")
+    with pytest.raises(ValueError, match="eval.prompts"):
+        EvalCfg(prompts="mine")

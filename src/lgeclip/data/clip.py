@@ -52,6 +52,12 @@ class DataCfg:
     # uncertain), so a side sentence such as "No microvascular obstruction." never captions a scar image alone
     # (all are kept if none says it). A text rule on the sentence, not the report label.
     caption_sentences: str = "all"
+    # which of those sentences may caption a slice of a given level: "all" (the paper), or "match": where the
+    # report's enhancement sentences name levels (lgeclip.report.levels), a slice takes only the sentences that name
+    # its level, and a slice whose level none of them names counts as report-negative at that level (it may get a
+    # synthetic scar, and otherwise a negated template). Without it a third of the slices of report-positive
+    # patients are clean myocardium captioned "scar". A text rule: the report's words and the slice's level only.
+    caption_levels: str = "all"
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
@@ -61,6 +67,8 @@ class DataCfg:
             raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
         if self.caption_sentences not in ("all", "status"):
             raise ValueError(f"caption_sentences must be all|status, got {self.caption_sentences!r}")
+        if self.caption_levels not in ("all", "match"):
+            raise ValueError(f"caption_levels must be all|match, got {self.caption_levels!r}")
         if not 0.0 <= self.negative_template_prob <= 1.0:
             raise ValueError(f"negative_template_prob must be in [0, 1], got {self.negative_template_prob}")
 
@@ -112,6 +120,25 @@ def caption_sentences(sentences: list[str], rule: str = "all") -> list[str]:
 
     kept = [s for s in sentences if sentence_status(s) in ("positive", "negative", "uncertain")]
     return kept or list(sentences)
+
+
+def level_captions(sentences: list[str], level: str, label: str) -> tuple[list[str], str]:
+    """``(sentences, label)`` for one slice under ``caption_levels: match`` (see ``DataCfg.caption_levels``).
+
+    A report-positive slice keeps the sentences that name its level (plus those naming no level when no sentence
+    names it: nothing to match); when enhancement sentences name levels but none names this one, the slice is
+    report-negative at its level: ``([], "negative")``. Other labels pass unchanged."""
+    if label != "positive" or not sentences:
+        return list(sentences), label
+    from lgeclip.report.levels import sentence_levels
+    from lgeclip.report.lge import sentence_status
+
+    named = [(s, sentence_levels(s)) for s in sentences]
+    located = [(s, lv) for s, lv in named if lv is not None and sentence_status(s) == "positive"]
+    if not located:
+        return list(sentences), label
+    here = [s for s, lv in located if level in lv]
+    return (here, label) if here else ([], "negative")
 
 
 def training_transform(cfg: DataCfg):
@@ -170,6 +197,12 @@ class ClipPairs(Dataset):
     def __init__(self, records: list, cfg: DataCfg, train: bool, seed: int = 0, require_caption: bool = True) -> None:
         self.records = [r for r in records if r.sentences] if train and require_caption else list(records)
         self.sentences = [caption_sentences(r.sentences, cfg.caption_sentences) for r in self.records]
+        # the report label as training sees it: per level under caption_levels=match (a text rule)
+        self.labels = [r.label for r in self.records]
+        if train and cfg.caption_levels == "match":
+            pairs = [level_captions(s, r.level, r.label) for s, r in zip(self.sentences, self.records, strict=True)]
+            self.sentences = [p[0] for p in pairs]
+            self.labels = [p[1] for p in pairs]
         self.cfg = cfg
         self.train = train
         self.seed = seed
@@ -188,25 +221,28 @@ class ClipPairs(Dataset):
         s = self.store.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = s["image"]
-        sentences = self.sentences[index]
+        sentences, label = self.sentences[index], self.labels[index]
         caption = sentences[int(rng.integers(len(sentences)))] + " " + level_suffix(r.level) if sentences \
             else level_suffix(r.level)
         synthetic = False
         if self.train:
             data = {"image": image[None], "myocardium": s["myocardium"], "aha": s["aha"], "layers": s["layers"],
-                    "thickness": s["thickness"], "level": r.level, "label": r.label, "pixel_mm": s["pixel_mm"],
+                    "thickness": s["thickness"], "level": r.level, "label": label, "pixel_mm": s["pixel_mm"],
                     "caption": caption}
             self.transform.set_random_state(seed=int(rng.integers(2**31)))
             data = self.transform(data)
             image, caption, synthetic = _plain(data["image"])[0], data["caption"], bool(data.get("synthetic"))
             # drawn only when enabled, so runs without it keep their random streams
-            if (self.cfg.negative_template_prob > 0 and r.label == "negative" and not synthetic
+            if (self.cfg.negative_template_prob > 0 and label == "negative" and not synthetic
                     and rng.random() < self.cfg.negative_template_prob):
+                caption = draw_negative_sentence(rng, r.level)
+            elif label == "negative" and not synthetic and not sentences:
+                # negative at its level only (caption_levels=match): the report has no sentence that says so
                 caption = draw_negative_sentence(rng, r.level)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "caption": caption,
-            "label": LABEL_CODE[r.label],
+            "label": LABEL_CODE[label if self.train else r.label],  # training: the label the text gives this level
             "synthetic": synthetic,
             "level": r.level,
             "slice_id": r.slice_id,

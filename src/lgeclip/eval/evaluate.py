@@ -81,7 +81,7 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
         raise ValueError(f"{cache}: no slices in split {split!r}")
     t0 = time.perf_counter()
     ds = ClipPairs(records, cfg.data, train=False, seed=0, require_caption=False)
-    p = score_slices(model, ds, cfg.task, device)
+    p = score_slices(model, ds, cfg.task, device, prompts=cfg.eval.prompts)
     seconds = time.perf_counter() - t0
 
     pats = patient_table(records, p, cfg.eval.aggregation)

@@ -75,7 +75,7 @@ class Predictor:
                  device: str | torch.device = "cpu", model_id: str = "", config_id: str = "") -> None:
         self.cfg, self.model, self.preprocess_cfg, self.anatomy = cfg, model.eval(), preprocess, anatomy
         self.device = torch.device(device)
-        self.zero_shot = ZeroShotClassifier(model) if cfg.task == "clip" else None
+        self.zero_shot = ZeroShotClassifier(model, prompts=cfg.eval.prompts) if cfg.task == "clip" else None
         self.model_id, self.config_id = model_id, config_id  # content hashes of the run's weights and config
 
     @classmethod

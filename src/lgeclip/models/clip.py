@@ -29,7 +29,8 @@ class LgeClip(nn.Module):
         self.visual = VisionTower(cfg.embed_dim, cfg.proj_dropout, cfg.image_mean, cfg.image_std)
         self.init_report: LoadReport | None = load_vision_init(self.visual.encoder, cfg) if init_weights else None
         self.text = TextTower(cfg.text_model, cfg.embed_dim, cfg.proj_dropout, cfg.text_pooling,
-                              cfg.text_unfreeze_layers, cfg.text_max_length, cfg.text_cache_size)
+                              cfg.text_unfreeze_layers, cfg.text_max_length, cfg.text_cache_size,
+                              cfg.text_projection)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)),
                                         requires_grad=bool(cfg.learn_logit_scale))
         self.decoder: CaptionDecoder | None = None
@@ -66,13 +67,20 @@ class LgeClip(nn.Module):
         without decoder (caption_weight 0). Labels hold -100 at padding.
 
         ``hard_negatives``: per image an extra text that must NOT match it (e.g. its caption negated) or None;
-        adds ``hard_negative_features`` (H, p) and ``hard_negative_rows`` (H,) (the image each belongs to)."""
+        adds ``hard_negative_features`` (H, p) and ``hard_negative_rows`` (H,) (the image each belongs to).
+        With ``cfg.soft_target_weight > 0`` adds ``text_reference`` (B, H): normalised frozen-layer text features."""
         n_texts = len(texts["input_ids"] if isinstance(texts, dict) else texts)
         if n_texts != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {n_texts} captions")
         fmap = self.visual.forward_features(images)  # (B, 1024, h, w)
         image_features = F.normalize(self.visual.proj(self.visual.pool(fmap)), dim=-1)  # (B, p)
-        text_features = self.encode_text(texts)  # (B, p)
+        text_reference = None
+        if self.cfg.soft_target_weight > 0:
+            projected, reference = self.text.forward_with_reference(texts)  # (B, p), (B, H)
+            text_features = F.normalize(projected, dim=-1)
+            text_reference = F.normalize(reference, dim=-1)
+        else:
+            text_features = self.encode_text(texts)  # (B, p)
         caption_logits = caption_labels = None
         if self.decoder is not None:
             tokens = texts if isinstance(texts, dict) else self.text.tokenize(texts)  # (B, L)
@@ -84,6 +92,8 @@ class LgeClip(nn.Module):
         out = {"image_features": image_features, "text_features": text_features,
                "logit_scale": self.get_logit_scale(), "caption_logits": caption_logits,
                "caption_labels": caption_labels}
+        if text_reference is not None:
+            out["text_reference"] = text_reference
         if hard_negatives is not None:
             rows = [i for i, t in enumerate(hard_negatives) if t]
             feats = (self.encode_text([hard_negatives[i] for i in rows]) if rows

@@ -44,6 +44,9 @@ class ClipModelCfg:
     # mean over the attention mask, the [CLS] state, or "sentence": the mean over the caption's sentence tokens only
     # (the shared level suffix is encoded but not pooled)
     text_pooling: Literal["mean", "cls", "sentence"] = "mean"
+    # "mlp": a trainable Projection to embed_dim (paper) | "none": the encoder's own (sentence-embedding) space,
+    # embed_dim must equal its hidden size (384 for MiniLM); with text_unfreeze_layers 0 the text space is locked
+    text_projection: Literal["mlp", "none"] = "mlp"
     text_unfreeze_layers: int = 0  # train the top k transformer layers of the text encoder (0: fully frozen)
     text_max_length: int = 64  # tokens per caption (truncation), also the decoder's positional table size
     text_cache_size: int = 4096  # LRU cache of pooled text features per caption string (fully frozen only; 0 off)
@@ -66,6 +69,11 @@ class ClipModelCfg:
     # beyond the paper (NegCLIP's hard negatives): each caption's negation (synth.templates.negation_twin) is an
     # extra text its own image must score below its caption, so the text tower must encode "no"
     negation_negatives: bool = False
+    # beyond the paper: soft CLIP targets, so that paraphrases in a batch are not pure negatives. The target of
+    # image i is (1 - w) * the multi-positive targets + w * softmax_j(cos(r_i, r_j) / soft_target_temperature),
+    # r = the captions' pooled features from the last frozen text layer (a similarity training does not move)
+    soft_target_weight: float = 0.0
+    soft_target_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         _check_vision(self)
@@ -73,6 +81,8 @@ class ClipModelCfg:
             raise ValueError("text_model must be 'minilm' or a folder path")
         if self.text_pooling not in ("mean", "cls", "sentence"):
             raise ValueError(f"text_pooling must be mean|cls|sentence, got {self.text_pooling!r}")
+        if self.text_projection not in ("mlp", "none"):
+            raise ValueError(f"text_projection must be mlp|none, got {self.text_projection!r}")
         if self.text_unfreeze_layers < 0:
             raise ValueError(f"text_unfreeze_layers must be >= 0, got {self.text_unfreeze_layers}")
         if self.text_max_length < 4:
@@ -88,6 +98,10 @@ class ClipModelCfg:
             raise ValueError(f"caption_vocab must be full|batch, got {self.caption_vocab!r}")
         if self.caption_grouping not in ("exact", "sentence"):
             raise ValueError(f"caption_grouping must be exact|sentence, got {self.caption_grouping!r}")
+        if not 0.0 <= self.soft_target_weight <= 1.0:
+            raise ValueError(f"soft_target_weight must be in [0, 1], got {self.soft_target_weight}")
+        if self.soft_target_temperature <= 0:
+            raise ValueError(f"soft_target_temperature must be > 0, got {self.soft_target_temperature}")
         if self.decoder_width < 1 or self.decoder_layers < 1 or self.decoder_heads < 1:
             raise ValueError("decoder_width, decoder_layers and decoder_heads must be >= 1")
         if self.decoder_width % self.decoder_heads or self.decoder_width % 4:

@@ -12,6 +12,11 @@ scale s and caption ids c (B,), the logits are ``Z = s * I @ T.T`` and the targe
     contrastive_loss = (loss_i2t + loss_t2i) / 2
 
 With all ids distinct, Y is the identity and this is the usual symmetric CLIP cross-entropy.
+Soft targets (``soft_weight`` w > 0, reference text features R (B, H), temperature tau):
+
+    Y_soft[i, j] = softmax_j(R_i . R_j / tau),    Y <- (1 - w) * Y + w * Y_soft
+
+(R_i . R_j is symmetric, so Y stays symmetric); paraphrases share target mass instead of being pure negatives.
 The loss is computed on the local batch (no cross-rank feature gathering under DDP).
 """
 
@@ -51,31 +56,52 @@ def multi_positive_targets(caption_ids: torch.Tensor) -> torch.Tensor:
     return same / same.sum(dim=1, keepdim=True)
 
 
-def clip_loss_from_logits(logits: torch.Tensor, caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+def soft_targets(reference: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Y_soft (B, B): row i = softmax_j(R_i . R_j / temperature) of normalised reference text features R (B, H)."""
+    sim = reference.float() @ reference.float().t()  # (B, B)
+    return torch.softmax(sim / temperature, dim=1)
+
+
+def clip_targets(caption_ids: torch.Tensor, reference: torch.Tensor | None = None, soft_weight: float = 0.0,
+                 temperature: float = 0.05) -> torch.Tensor:
+    """Y (B, B): multi-positive targets, mixed with ``soft_targets`` when ``soft_weight > 0``."""
+    y = multi_positive_targets(caption_ids)  # (B, B)
+    if soft_weight > 0:
+        if reference is None:
+            raise ValueError("soft_weight > 0 needs reference text features")
+        y = (1 - soft_weight) * y + soft_weight * soft_targets(reference.to(y.device), temperature)
+    return y
+
+
+def clip_loss_from_logits(logits: torch.Tensor, caption_ids: torch.Tensor | None = None,
+                          reference: torch.Tensor | None = None, soft_weight: float = 0.0,
+                          temperature: float = 0.05) -> torch.Tensor:
     """Symmetric multi-positive CLIP loss of image->text logits Z (B, B) (see the module docstring)."""
     b = logits.shape[0]
     if logits.shape != (b, b):
         raise ValueError(f"logits must be square (B, B), got {tuple(logits.shape)}")
-    if caption_ids is None:
+    if caption_ids is None and soft_weight == 0:
         target = torch.arange(b, device=logits.device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-    y = multi_positive_targets(caption_ids.to(logits.device)).to(logits.dtype)  # (B, B), symmetric
-    return (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y)) / 2
+    ids = torch.arange(b, device=logits.device) if caption_ids is None else caption_ids.to(logits.device)
+    y = clip_targets(ids, reference, soft_weight, temperature).to(logits.dtype)  # (B, B)
+    # soft rows are not exactly symmetric after the per-row softmax: the text->image half uses Y's columns
+    return (F.cross_entropy(logits, y) + F.cross_entropy(logits.t(), y.t() / y.t().sum(1, keepdim=True))) / 2
 
 
 def hard_negative_i2t_loss(logits: torch.Tensor, hard_logits: torch.Tensor, rows: torch.Tensor,
-                           caption_ids: torch.Tensor | None = None) -> torch.Tensor:
+                           caption_ids: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
     """Image -> text loss with one extra column per hard negative, visible only to its own image's row.
 
     logits (B, B) image->text; hard_logits (B, H) images x hard-negative texts; rows (H,) the image each hard
     negative belongs to. Row i's softmax runs over the B captions plus the hard negatives of image i (NegCLIP's
-    idea: the caption's negation must score below the caption)."""
+    idea: the caption's negation must score below the caption). ``y`` (B, B): targets (default: multi-positive)."""
     b = logits.shape[0]
     own = rows[None, :] == torch.arange(b, device=logits.device)[:, None]  # (B, H)
     extra = hard_logits.masked_fill(~own, -1e9)  # finite: soft-target cross-entropy multiplies 0 by it
     full = torch.cat([logits, extra], dim=1)  # (B, B + H)
     ids = torch.arange(b, device=logits.device) if caption_ids is None else caption_ids.to(logits.device)
-    y = multi_positive_targets(ids).to(logits.dtype)  # (B, B)
+    y = (multi_positive_targets(ids) if y is None else y).to(logits.dtype)  # (B, B)
     y = torch.cat([y, y.new_zeros((b, extra.shape[1]))], dim=1)  # (B, B + H)
     return F.cross_entropy(full, y)
 
@@ -84,19 +110,28 @@ class ClipLoss(nn.Module):
     """Multi-positive symmetric CLIP loss; identical captions (same ``caption_ids``) count as positives.
 
     With ``hard_negative_features`` (H, p) and ``hard_negative_rows`` (H,) the image->text half also contrasts
-    each image with its own hard negatives (``hard_negative_i2t_loss``); text->image is unchanged."""
+    each image with its own hard negatives (``hard_negative_i2t_loss``); text->image is unchanged.
+    ``soft_weight`` > 0 mixes in soft targets from ``text_reference`` (see the module docstring)."""
+
+    def __init__(self, soft_weight: float = 0.0, soft_temperature: float = 0.05) -> None:
+        super().__init__()
+        self.soft_weight, self.soft_temperature = float(soft_weight), float(soft_temperature)
 
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
                 caption_ids: torch.Tensor | None = None, hard_negative_features: torch.Tensor | None = None,
-                hard_negative_rows: torch.Tensor | None = None) -> torch.Tensor:
+                hard_negative_rows: torch.Tensor | None = None,
+                text_reference: torch.Tensor | None = None) -> torch.Tensor:
         # image_features, text_features: (B, p) L2-normalised; logit_scale: () scale s = exp(t), already clamped
+        # text_reference: (B, H) normalised frozen-layer text features (soft targets only)
         logits = logit_scale * image_features.float() @ text_features.float().t()  # (B, B) image -> text
+        soft = (text_reference, self.soft_weight, self.soft_temperature)
         if hard_negative_features is None or hard_negative_features.shape[0] == 0:
-            return clip_loss_from_logits(logits, caption_ids)
+            return clip_loss_from_logits(logits, caption_ids, *soft)
         hard = logit_scale * image_features.float() @ hard_negative_features.float().t()  # (B, H)
-        i2t = hard_negative_i2t_loss(logits, hard, hard_negative_rows, caption_ids)
         ids = torch.arange(logits.shape[0], device=logits.device) if caption_ids is None else caption_ids
-        t2i = F.cross_entropy(logits.t(), multi_positive_targets(ids.to(logits.device)).to(logits.dtype))
+        y = clip_targets(ids.to(logits.device), *soft).to(logits.dtype)  # (B, B)
+        i2t = hard_negative_i2t_loss(logits, hard, hard_negative_rows, ids, y)
+        t2i = F.cross_entropy(logits.t(), y.t() / y.t().sum(1, keepdim=True))
         return (i2t + t2i) / 2
 
 
@@ -116,21 +151,24 @@ class CaptionLoss(nn.Module):
 class CocaLoss(nn.Module):
     """``contrastive_weight * ClipLoss + caption_weight * CaptionLoss`` on an ``LgeClip.forward`` output."""
 
-    def __init__(self, contrastive_weight: float = 1.0, caption_weight: float = 1.0, ignore_index: int = -100) -> None:
+    def __init__(self, contrastive_weight: float = 1.0, caption_weight: float = 1.0, ignore_index: int = -100,
+                 soft_weight: float = 0.0, soft_temperature: float = 0.05) -> None:
         super().__init__()
         self.contrastive_weight, self.caption_weight = float(contrastive_weight), float(caption_weight)
-        self.clip = ClipLoss()
+        self.clip = ClipLoss(soft_weight, soft_temperature)
         self.caption = CaptionLoss(ignore_index)
 
     @classmethod
     def from_cfg(cls, cfg) -> CocaLoss:
         """From a ``ClipModelCfg`` (fields ``contrastive_weight``, ``caption_weight``)."""
-        return cls(cfg.contrastive_weight, cfg.caption_weight)
+        return cls(cfg.contrastive_weight, cfg.caption_weight, soft_weight=cfg.soft_target_weight,
+                   soft_temperature=cfg.soft_target_temperature)
 
     def forward(self, out: dict, caption_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``out`` is the dict of ``LgeClip.forward``; returns contrastive_loss, caption_loss, loss."""
         contrastive = self.clip(out["image_features"], out["text_features"], out["logit_scale"], caption_ids,
-                                out.get("hard_negative_features"), out.get("hard_negative_rows"))
+                                out.get("hard_negative_features"), out.get("hard_negative_rows"),
+                                out.get("text_reference"))
         if self.caption_weight > 0:
             if out.get("caption_logits") is None:
                 raise ValueError("caption_weight > 0 but the model returned no caption_logits (built without decoder)")

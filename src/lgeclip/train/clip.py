@@ -8,6 +8,7 @@ encoder it started from. Scoring and patient aggregation live in ``scoring``, ru
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -125,10 +126,10 @@ class ClipTask(Task):
         return self.loss(model(batch["image"]), labels)
 
     def validate(self, model: nn.Module, dataset: ClipPairs, device: torch.device) -> dict[str, float]:
-        p = score_slices(model, dataset, self.cfg.task, device)
+        p = score_slices(model, dataset, self.cfg.task, device, prompts=self.cfg.eval.prompts)
         out = validation_metrics(dataset.records, p, self.cfg.eval)
         if self.cfg.task == "clip":
-            out.update(prompt_diagnostics(unwrap_model(model)))
+            out.update(prompt_diagnostics(unwrap_model(model), self.cfg.eval.prompts))
         return out
 
     def config_dict(self) -> dict:
@@ -138,16 +139,18 @@ class ClipTask(Task):
 
 
 @torch.no_grad()
-def prompt_diagnostics(model: nn.Module) -> dict[str, float]:
-    """Cosine between the projected positive and negative prompt (mid level) and the logit scale: when the
-    cosine stays near 1 the largest possible zero-shot logit gap, scale x (1 - cosine), is small."""
+def prompt_diagnostics(model: nn.Module, prompts: str = "paper") -> dict[str, float]:
+    """Cosine between the projected positive and negative prompt (mid level; sides of the ``prompts`` set) and the
+    logit scale: the largest possible zero-shot logit gap is scale x |P+ - P-| = scale x sqrt(2 (1 - cosine)), so
+    a cosine near 1 caps how far P(LGE) can move from 0.5."""
     from lgeclip.models.zeroshot import ZeroShotClassifier, no_autocast
 
-    emb = ZeroShotClassifier(model).prompt_embeddings("mid").float()  # (2, p), fp32
+    emb = ZeroShotClassifier(model, prompts=prompts).prompt_embeddings("mid").float()  # (2, p), fp32
     scale = float(model.get_logit_scale())
     with no_autocast():
         cos = float(emb[0] @ emb[1])
-    return {"prompt_cosine": cos, "logit_scale": scale, "max_logit_gap": scale * (1.0 - cos)}
+    return {"prompt_cosine": cos, "logit_scale": scale,
+            "max_logit_gap": scale * math.sqrt(max(0.0, 2.0 * (1.0 - cos)))}
 
 
 def _choose_aggregation(cfg: ClipTrainCfg, cache: Path, out: Path) -> dict | None:
@@ -160,7 +163,8 @@ def _choose_aggregation(cfg: ClipTrainCfg, cache: Path, out: Path) -> dict | Non
     if not recs:
         raise ValueError(f"{cache}: eval.aggregation=auto needs validation patients (split {cfg.data.val_split!r})")
     ds = ClipPairs(recs, cfg.data, train=False, seed=cfg.loop.seed)
-    choice = choose_aggregation(ds.records, score_slices(model, ds, cfg.task, "cpu"), cfg.eval)
+    choice = choose_aggregation(ds.records, score_slices(model, ds, cfg.task, "cpu", prompts=cfg.eval.prompts),
+                                cfg.eval)
     atomic_write_json(out / AGGREGATION_FILE, choice)
     return choice
 

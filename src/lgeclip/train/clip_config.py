@@ -29,6 +29,9 @@ class EvalCfg:
     aggregation: str = "max"  # max | mean | top2 | noisy_or | auto (chosen on validation patients)
     candidates: list[str] = field(default_factory=lambda: ["max", "top2", "mean"])  # what ``auto`` chooses from
     threshold: float = 0.5  # fixed, never fitted on data
+    # zero-shot prompts (lgeclip.models.zeroshot.PROMPT_SETS): "paper" = the paper's one pair | "ensemble" = the
+    # normalised mean over synonym templates (the paper's pair among them)
+    prompts: str = "paper"
 
     def __post_init__(self) -> None:
         for how in [*self.candidates, *([] if self.aggregation == "auto" else [self.aggregation])]:
@@ -36,6 +39,8 @@ class EvalCfg:
                 raise ValueError(f"eval aggregation {how!r} unknown; use one of {AGGREGATIONS} (or auto)")
         if self.aggregation == "auto" and not self.candidates:
             raise ValueError("eval.aggregation=auto needs at least one candidate")
+        if self.prompts not in ("paper", "ensemble"):
+            raise ValueError(f"eval.prompts must be paper|ensemble, got {self.prompts!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 

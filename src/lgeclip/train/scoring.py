@@ -30,10 +30,11 @@ def split_records(cache: str | Path, splits: list[str]) -> list:
 
 @torch.no_grad()
 def score_slices(model: nn.Module, dataset: ClipPairs, task: str, device: torch.device | str,
-                 batch_size: int = 64) -> np.ndarray:
-    """P(LGE) per item of an evaluation dataset: zero-shot prompts (clip) or the classifier's sigmoid."""
+                 batch_size: int = 64, prompts: str = "paper") -> np.ndarray:
+    """P(LGE) per item of an evaluation dataset: zero-shot prompts (clip; ``prompts`` names the prompt set) or the
+    classifier's sigmoid."""
     model.eval()
-    zs = ZeroShotClassifier(model) if task == "clip" else None
+    zs = ZeroShotClassifier(model, prompts=prompts) if task == "clip" else None
     out: list[np.ndarray] = []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
