@@ -40,11 +40,17 @@ def ingest(
     rules: Path | None = typer.Option(None, help="Series selection rules YAML."),
     truth: Path | None = typer.Option(None, help="Phantom truth folder to attach masks from."),
     levels: int = typer.Option(3, help="Slices to keep per study (basal/mid/apical)."),
+    id_column: str = typer.Option("patient_id", help="Reports CSV column with the patient ID."),
+    accession_column: str = typer.Option("accession", help="Reports CSV column with the accession number."),
+    text_column: str = typer.Option("report_text", help="Reports CSV column with the report text."),
 ) -> None:
-    """Select the PSIR LGE short-axis series of each study, read the reports, write a cohort manifest."""
+    """Select the PSIR LGE short-axis series of each study, read the reports, write a cohort manifest.
+    The reports CSV may be UTF-8 (with or without BOM) or Windows-1252/Latin-1, separated by , ; tab or |."""
     from lgeclip.io.ingest import ingest_dicom
 
-    _print(ingest_dicom(dicom_root, reports, out, rules=rules, truth=truth, n_levels=levels))
+    columns = {"id_column": id_column, "accession_column": accession_column, "text_column": text_column}
+    _print(ingest_dicom(dicom_root, reports, out, rules=rules, truth=truth, n_levels=levels,
+                        report_columns=columns))
 
 
 @app.command("ingest-emidec")

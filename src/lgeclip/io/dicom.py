@@ -148,13 +148,37 @@ def _read_header(path: Path) -> pydicom.Dataset:
 
 
 def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]]]:
-    """Walk ``root``; return series (grouped by Study/Series UID tags) and ``(path, reason)`` for skipped files."""
+    """Walk ``root``; return series (grouped by Study/Series UID tags) and ``(path, reason)`` for skipped files
+    and folders.
+
+    Links are followed (a folder of linked studies works), but no folder or file is read twice: a link back up
+    the tree, or a second link to the same study, is skipped with its reason (by real path). A folder that cannot
+    be listed (permissions) is a skipped entry, and an instance whose SOP Instance UID was already read (a copy
+    of the same image) is left out of its series."""
     series: dict[tuple[str, str], SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):  # a folder of linked studies works
+    seen_dirs: set[str] = set()
+    seen_files: set[str] = set()
+    seen_sops: set[tuple[str, str, str]] = set()
+
+    def unreadable(err: OSError) -> None:
+        skipped.append((Path(err.filename or root), f"unreadable folder ({type(err).__name__})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
+        real_dir = os.path.realpath(dirpath)
+        if real_dir in seen_dirs:  # a link back into the tree (or a second link to one folder): never twice
+            skipped.append((Path(dirpath), "folder already scanned through another path (link)"))
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real_dir)
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath) / name
+            real = os.path.realpath(path)
+            if real in seen_files:
+                skipped.append((path, "file already scanned through another path (link)"))
+                continue
+            seen_files.add(real)
             try:
                 ds = _read_header(path)
             except InvalidDicomError:
@@ -175,6 +199,10 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
             if "Rows" not in ds:
                 skipped.append((path, "DICOM without an image (no Rows)"))
                 continue
+            if (study, ser, sop) in seen_sops:
+                skipped.append((path, "repeated SOP Instance UID (a copy of an image already read)"))
+                continue
+            seen_sops.add((study, ser, sop))
             s = series.get((study, ser))
             if s is None:
                 pn = getattr(ds, "PatientName", "")

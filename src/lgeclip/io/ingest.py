@@ -8,6 +8,7 @@ the StudyInstanceUID / file path): no name, ID or birth date reaches any output 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import time
@@ -36,15 +37,60 @@ from lgeclip.utils import atomic_write_json, get_logger, stable_hash
 TRUTH_MASKS = ("myocardium", "blood_pool", "rv", "scar", "mvo")
 
 
-def read_reports(path: str | Path) -> dict[str, list[tuple[str, str]]]:
-    """reports.csv (patient_id, accession, report_text) -> {patient_id: [(accession, text), ...]}."""
+REPORT_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # utf-8-sig reads plain UTF-8 too; latin-1 reads any byte
+REPORT_DELIMITERS = ",;\t|"
+
+
+def read_reports_info(path: str | Path, id_column: str = "patient_id", accession_column: str = "accession",
+                      text_column: str = "report_text") -> tuple[dict[str, list[tuple[str, str]]], dict]:
+    """A reports CSV -> ``({patient_id: [(accession, text), ...]}, info)``.
+
+    Hospital exports come in UTF-8 (with or without BOM) or Windows-1252 / Latin-1, comma-, semicolon- or
+    tab-separated: the encoding is the first of ``REPORT_ENCODINGS`` that decodes the whole file, the delimiter
+    is sniffed. ``info`` says which (``encoding``, ``delimiter``), how many rows were read and how many were left
+    out (``skipped_rows``: row number and reason, e.g. no patient id; no row content, which may hold PHI). A file
+    without the id or text column raises ``ValueError`` naming the file and the columns it has."""
+    path = Path(path)
+    raw = path.read_bytes()
+    for encoding in REPORT_ENCODINGS:
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    head = "\n".join(text.splitlines()[:20])
+    try:
+        delimiter = csv.Sniffer().sniff(head, delimiters=REPORT_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader.fieldnames = columns
+    missing = [c for c in (id_column, text_column) if c not in columns]
+    if missing:
+        raise ValueError(f"{path.name}: no column {', '.join(map(repr, missing))} (columns: {columns}; encoding "
+                         f"{encoding}, delimiter {delimiter!r}); name them with the id/text column options")
     out: dict[str, list[tuple[str, str]]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            pid = (row.get("patient_id") or "").strip()
-            if pid:
-                out.setdefault(pid, []).append(((row.get("accession") or "").strip(), row.get("report_text") or ""))
-    return out
+    skipped: list[tuple[int, str]] = []
+    n_rows = 0
+    for n_rows, row in enumerate(reader, start=1):
+        if None in row:  # more fields than the header: a broken quote or delimiter in the text
+            skipped.append((n_rows, "more fields than the header"))
+            continue
+        pid = (row.get(id_column) or "").strip()
+        if not pid:
+            skipped.append((n_rows, "no patient id"))
+            continue
+        out.setdefault(pid, []).append(((row.get(accession_column) or "").strip(), row.get(text_column) or ""))
+    info = {"encoding": encoding, "delimiter": delimiter, "n_rows": n_rows, "n_patients": len(out),
+            "skipped_rows": [{"row": r, "reason": why} for r, why in skipped]}
+    return out, info
+
+
+def read_reports(path: str | Path, **columns) -> dict[str, list[tuple[str, str]]]:
+    """reports.csv (patient_id, accession, report_text) -> {patient_id: [(accession, text), ...]} (see
+    ``read_reports_info`` for encodings, delimiters and column names)."""
+    return read_reports_info(path, **columns)[0]
 
 
 def phi_tokens(patient_id: str, patient_name: str = "", birth_date: str = "") -> list[str]:
@@ -166,8 +212,9 @@ def _ingest_study(series: list[SeriesInfo], reports: dict, out: Path, rules, tru
 
 
 def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Path, rules=None,
-                 truth: str | Path | None = None, n_levels: int = 3) -> dict:
-    """Ingest a DICOM tree + reports.csv into ``out`` (see module docstring); returns the cohort summary."""
+                 truth: str | Path | None = None, n_levels: int = 3, report_columns: dict | None = None) -> dict:
+    """Ingest a DICOM tree + reports.csv into ``out`` (see module docstring); returns the cohort summary.
+    ``report_columns``: ``read_reports_info`` column names (id_column, accession_column, text_column)."""
     from lgeclip.report import extract_lge_sentences, lge_status
 
     t0 = time.perf_counter()
@@ -179,7 +226,9 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
     series, skipped = scan_tree(root)
     t_scan = time.perf_counter() - t0
     excluded = [("file-" + stable_hash(str(Path(p).relative_to(root))), why) for p, why in skipped]
-    reports = read_reports(reports_csv)
+    reports, report_info = read_reports_info(reports_csv, **(report_columns or {}))
+    excluded += [(f"reports-row-{r['row']}", f"report row not read: {r['reason']}")
+                 for r in report_info["skipped_rows"]]
     studies = group_studies(series)
     records: list[SliceRecord] = []
     infos: dict[str, dict] = {}
@@ -220,6 +269,8 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
         "settings": {"n_levels": n_levels, "rules": str(rules) if rules else f"defaults ({DEFAULT_RULES_PATH.name})",
                      "truth": truth is not None},
         "splits": {"file": str(splits_path(out)), "n_folds": splits["n_folds"], "seed": splits["seed"]},
+        "reports": {k: report_info[k] for k in ("encoding", "delimiter", "n_rows", "n_patients")}
+        | {"n_skipped_rows": len(report_info["skipped_rows"])},
         "studies": infos,
     }
     atomic_write_json(out / "cohort.json", summary)
@@ -237,5 +288,9 @@ def _print_summary(console: Console, s: dict) -> None:
         t.add_row(k, str(s[k]))
     for k, v in s.get("labels", {}).items():
         t.add_row(f"label {k}", str(v))
+    if "reports" in s:
+        r = s["reports"]
+        t.add_row(f"report rows ({r['encoding']}, {r['delimiter']!r}-separated)", str(r["n_rows"]))
+        t.add_row("report rows not read", str(r["n_skipped_rows"]))
     t.add_row("seconds / study", f"{s['timings_s']['per_study']:.3f}")
     console.print(t)

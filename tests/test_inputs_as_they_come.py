@@ -1,0 +1,106 @@
+"""Inputs as hospitals export them: report CSVs in other encodings / delimiters / column names, DICOM trees with
+link loops, repeated links and copies of the same image (issue 14, item 2)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from dicom_factory import write_stack
+
+from lgeclip.io.dicom import group_studies, scan_tree, select_lge_series
+from lgeclip.io.ingest import read_reports_info
+
+ROWS = [("PT-1", "A1", "Mme Müller, café au lait: no late gadolinium enhancement. T = 37 °C."),
+        ("PT-2", "A2", "Subendocardial LGE of the basal inferior wall.")]
+
+
+def _write(path, rows, encoding, delimiter=",", header=("patient_id", "accession", "report_text")):
+    with open(path, "w", newline="", encoding=encoding) as f:
+        w = csv.writer(f, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.mark.parametrize(("encoding", "delimiter", "want"), [
+    ("utf-8", ",", "utf-8-sig"), ("utf-8-sig", ";", "utf-8-sig"), ("cp1252", ";", "cp1252"),
+    ("latin-1", "\t", "cp1252"),  # these characters are the same bytes in both: read as cp1252
+])
+def test_reports_in_any_common_encoding_and_delimiter(tmp_path, encoding, delimiter, want):
+    _write(tmp_path / "r.csv", ROWS, encoding, delimiter)
+    reports, info = read_reports_info(tmp_path / "r.csv")
+    assert info["encoding"] == want and info["delimiter"] == delimiter and info["n_rows"] == 2
+    assert reports["PT-1"] == [("A1", ROWS[0][2])]  # "Müller", "café", "°" survive
+    assert reports["PT-2"][0][1].startswith("Subendocardial")
+
+
+def test_report_columns_can_be_named_and_bad_rows_are_reasons_not_tracebacks(tmp_path):
+    _write(tmp_path / "r.csv", [("PT-1", "x", "No LGE."), ("", "y", "orphan text"), ("PT-2", "z", "LGE.")],
+           "utf-8", header=("MRN", "Acc", "Report"))
+    with pytest.raises(ValueError, match=r"r.csv: no column 'patient_id'.*columns: \['MRN', 'Acc', 'Report'\]"):
+        read_reports_info(tmp_path / "r.csv")
+    reports, info = read_reports_info(tmp_path / "r.csv", id_column="MRN", accession_column="Acc",
+                                      text_column="Report")
+    assert set(reports) == {"PT-1", "PT-2"} and info["skipped_rows"] == [{"row": 2, "reason": "no patient id"}]
+    assert "orphan" not in str(info)  # reasons never carry row content
+
+
+def test_scan_follows_no_link_twice_and_drops_copies(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "dicom"
+    stack = write_stack(root / "p1", rng, description="PSIR", series_number=3, n_slices=8,
+                        image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P1", study_uid="1.2.3.1")
+    write_stack(root / "p2", rng, description="PSIR", series_number=3, n_slices=8,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P2", study_uid="1.2.3.2")
+    os.symlink(root, root / "p1" / "loop")  # a link back up the tree
+    os.symlink(root / "p2", root / "p2_again")  # a second path to the same study
+    first = sorted((root / "p1").glob("*"))[0]
+    (root / "p1" / "copy_of_first").write_bytes(first.read_bytes())  # the same image exported twice
+    series, skipped = scan_tree(root)
+    studies = group_studies(series)
+    assert len(studies) == 2 and all(s.n_images == 8 for s in series)
+    reasons = {str(p.relative_to(root)): why for p, why in skipped}
+    assert reasons["p1/loop"] == "folder already scanned through another path (link)"
+    assert reasons["p2_again"] == "folder already scanned through another path (link)"
+    assert reasons["p1/copy_of_first"].startswith("repeated SOP Instance UID")
+    chosen, why = select_lge_series(studies["1.2.3.1"])
+    assert chosen is not None and chosen.series_uid == stack["series_uid"], why
+
+
+def test_an_unreadable_folder_is_a_reason(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "dicom"
+    write_stack(root / "ok", rng, description="PSIR", series_number=3, n_slices=8,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P1", study_uid="1.2.3.1")
+    (root / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission does (tests run as root here)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    series, skipped = scan_tree(root)
+    assert len(series) == 1 and series[0].n_images == 8
+    assert ("locked", "unreadable folder (PermissionError)") in {(p.name, why) for p, why in skipped}
+
+
+def test_ingest_reads_a_cp1252_semicolon_report_export(tmp_path):
+    from lgeclip.io.cohort import read_excluded
+    from lgeclip.io.ingest import ingest_dicom
+
+    rng = np.random.default_rng(2)
+    write_stack(tmp_path / "dicom" / "p1", rng, description="DE_PSIR_SAX", series_number=3, n_slices=9,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="PT-1", study_uid="1.2.3.1")
+    rows = [("PT-1", "A1", "FINDINGS: Müller protocol, 37 °C. Subendocardial late gadolinium enhancement of the "
+                           "mid inferior wall.\nIMPRESSION: Inferior infarction."), ("", "A9", "stray row")]
+    _write(tmp_path / "reports.csv", rows, "cp1252", ";")
+    s = ingest_dicom(tmp_path / "dicom", tmp_path / "reports.csv", tmp_path / "cohort")
+    assert s["n_ingested"] == 1 and s["labels"]["positive"] == 1
+    assert s["reports"] == {"encoding": "cp1252", "delimiter": ";", "n_rows": 2, "n_patients": 1,
+                            "n_skipped_rows": 1}
+    assert ("reports-row-2", "report row not read: no patient id") in {tuple(r) for r in read_excluded(
+        tmp_path / "cohort")}
