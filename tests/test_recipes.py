@@ -112,6 +112,9 @@ def test_recipe_contents(seg_cache):
     assert cpu.data.caption_levels == "match" and paper.data.caption_levels == "all"
     # synthetic scar: the paper's lambda in proposed, off in the CPU recipe (measured, README)
     assert paper.data.synth_enabled and paper.data.synth.prob == 0.7 and not cpu.data.synth_enabled
+    # prompt anchors: on in the CPU recipe, on the pair its zero-shot rule uses; not in the paper's
+    assert cpu.model.prompt_anchor_weight > 0 and cpu.model.prompt_anchor_prompts == cpu.eval.prompts
+    assert paper.model.prompt_anchor_weight == 0
     smoke = get["smoke"]
     assert smoke.data.image_size <= 64 and 0 < smoke.loop.max_steps <= 10 and smoke.model.vision_init == "random"
     for cfg in get.values():
@@ -146,6 +149,10 @@ def test_ablation_table_applies_to_cpu_recipe(seg_cache):
             over.append(f"model.vision_init_path={IMAGENET}")
         cfg = load_train_config("cpu", over, seg_cache)
         assert isinstance(cfg, ClipTrainCfg), name
+        if name == "no_anchors":
+            assert cfg.model.prompt_anchor_weight == 0
+        if name == "prompt_ensemble":  # the anchors train the pair inference uses
+            assert cfg.eval.prompts == cfg.model.prompt_anchor_prompts == "ensemble"
 
 
 def test_unknown_keys_and_bad_values_fail(seg_cache):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -354,3 +355,103 @@ def test_prompt_ensemble_is_the_normalised_mean_of_its_members(tiny_bert):
         ZeroShotClassifier(model, prompts="mine")
     with pytest.raises(ValueError, match="eval.prompts"):
         EvalCfg(prompts="mine")
+
+
+def test_prompt_anchor_loss_by_hand():
+    from lgeclip.models.losses import prompt_anchor_loss
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    # row 0: -log(e^2 / (e^2 + 1)); row 1: -(0.25 log 0.5 + 0.75 log 0.5) = log 2
+    want = (math.log1p(math.exp(-2.0)) + math.log(2.0)) / 2
+    assert prompt_anchor_loss(logits, targets).item() == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        prompt_anchor_loss(torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_valley_threshold_splits_two_modes_of_unequal_size():
+    from lgeclip.models.anchors import anchor_posterior, valley_threshold
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.05, 0.01, 100), rng.normal(0.0, 0.01, 300)])
+    fit = valley_threshold(x)
+    assert not fit["unimodal"] and 0.015 < fit["threshold"] < 0.04  # between the modes, not at the mean (0.0125)
+    assert fit["modes"][0] == pytest.approx(0.0, abs=0.006) and fit["modes"][1] == pytest.approx(0.05, abs=0.006)
+    # Silverman's rule: bandwidth = sd * (3n / 4) ** (-1 / 5) for one dimension
+    assert fit["bandwidth"] == pytest.approx(x.std(ddof=1) * (400 * 3 / 4) ** (-0.2), rel=1e-6)
+    t = torch.tensor([fit["threshold"], fit["bandwidth"]])
+    q = anchor_posterior(torch.tensor([fit["threshold"], 0.05, 0.0]), t)
+    assert q[0] == pytest.approx(0.5) and q[1] > 0.9 and q[2] < 0.1
+    one = valley_threshold(rng.normal(0.0, 1.0, 500))
+    assert one["unimodal"] and one["threshold"] == 0.0
+    with pytest.raises(ValueError, match="distinct"):
+        valley_threshold(np.ones(5))
+
+
+def test_prompt_anchors_follow_the_caption_and_the_slice_level(tiny_bert):
+    from lgeclip.models.anchors import anchor_posterior
+    from lgeclip.models.losses import CocaLoss
+    from lgeclip.models.zeroshot import ZeroShotClassifier, prompts_for_level
+
+    cfg = ClipModelCfg(text_model=tiny_bert, embed_dim=32, text_projection="none", text_pooling="sentence",
+                       caption_weight=0.0, prompt_anchor_weight=1.0, prompt_anchor_target_prompts="paper")
+    model = LgeClip(cfg).eval()
+    levels = ["basal", "apical"]
+    captions = [prompts_for_level("basal")[0], prompts_for_level("apical")[1]]  # the positive / negative prompt
+    images = torch.rand(2, 1, 32, 32)
+    with pytest.raises(ValueError, match="not fitted"):
+        model(images, captions, levels=levels)
+    corpus = [p for lv in ("basal", "mid", "apical") for p in prompts_for_level(lv) for _ in range(3)]
+    corpus_levels = [lv for lv in ("basal", "mid", "apical") for _ in range(6)]
+    fitted = model.fit_prompt_anchors(corpus, corpus_levels)
+    assert fitted["n_captions"] == 18 and fitted["modes"][0] < fitted["threshold"] < fitted["modes"][1]
+    out = model(images, captions, levels=levels)
+    assert out["anchor_logits"].shape == out["anchor_targets"].shape == (2, 2)
+    assert not out["anchor_targets"].requires_grad and out["anchor_logits"].requires_grad
+    # targets: sigmoid((d - t) / h) of each caption's frozen-text score against its own level's prompt pair
+    d = model.caption_prompt_scores(captions, levels)
+    assert d[0] > 0 > d[1]  # a prompt is closer to itself than to its negation
+    q = anchor_posterior(d, model.anchor_threshold)
+    assert torch.allclose(out["anchor_targets"][:, 0], q, atol=1e-5) and q[0] > 0.5 > q[1]
+    assert torch.allclose(out["anchor_targets"].sum(1), torch.ones(2))
+    # the logits are the zero-shot rule's: scale x cos(image, [P+, P-] of the slice's own level)
+    zs = ZeroShotClassifier(model)
+    for i, lv in enumerate(levels):
+        want = out["logit_scale"] * (out["image_features"][i] @ zs.prompt_embeddings(lv).T)
+        assert torch.allclose(out["anchor_logits"][i], want, atol=1e-5)
+    # with the ensemble the sides are ZeroShotClassifier's ensemble sides
+    feats, _ = model.prompt_sides(["mid"], "ensemble")
+    assert torch.allclose(feats[0], ZeroShotClassifier(model, prompts="ensemble").prompt_embeddings("mid"), atol=1e-5)
+    terms = CocaLoss.from_cfg(cfg)(out)
+    assert set(terms) == {"contrastive_loss", "caption_loss", "anchor_loss", "loss"}
+    assert terms["loss"].item() == pytest.approx((terms["contrastive_loss"] + terms["anchor_loss"]).item(), rel=1e-5)
+    assert "anchor_logits" not in model(images, captions)  # no levels, no anchors
+    with pytest.raises(ValueError, match="levels"):
+        model(images, captions, levels=["mid"])
+    with pytest.raises(ValueError, match="prompt_anchor_weight"):
+        ClipModelCfg(prompt_anchor_weight=-1.0)
+    with pytest.raises(ValueError, match="prompt set"):
+        ClipModelCfg(prompt_anchor_target_prompts="mine")
+    # the fitted threshold is part of the weights a run folder keeps
+    again = LgeClip(cfg, init_weights=False)
+    again.load_state_dict(model.state_dict())
+    assert torch.equal(again.anchor_threshold, model.anchor_threshold)
+
+
+def test_training_with_prompt_anchors_fits_the_mixture_and_keeps_it_in_the_run(tmp_path, tiny_bert):
+    import csv
+
+    from lgeclip.train.clip import load_run_model
+
+    cache = make_tiny_cache(tmp_path / "c", n_patients=12, size=64, seed=3)
+    run = tmp_path / "run"
+    train_clip("smoke", cache, run, overrides=[*tiny_overrides(tiny_bert), "model.prompt_anchor_weight=1.0",
+                                               "model.text_pooling=sentence", "model.caption_grouping=sentence"])
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert float(rows[-1]["train_anchor_loss"]) > 0
+    _, model = load_run_model(run)
+    threshold, bandwidth = model.anchor_threshold.tolist()
+    assert bandwidth > 0 and -1 < threshold < 1
+    with pytest.raises(ValueError, match="eval.prompts"):
+        train_clip("smoke", cache, tmp_path / "bad", overrides=[*tiny_overrides(tiny_bert), "eval.prompts=ensemble",
+                                                                "model.prompt_anchor_weight=1.0"])

@@ -141,6 +141,23 @@ def level_captions(sentences: list[str], level: str, label: str) -> tuple[list[s
     return (here, label) if here else ([], "negative")
 
 
+def caption_corpus(records: list, cfg: DataCfg) -> tuple[list[str], list[str], list[float]]:
+    """The report captions training can draw: ``(captions, levels, weights)``, every sentence a training slice
+    may take under ``cfg`` (with its level suffix), weighted 1 / (number of sentences of that slice). Text only."""
+    captions, levels, weights = [], [], []
+    for r in records:
+        if not r.sentences:
+            continue
+        sents = caption_sentences(r.sentences, cfg.caption_sentences)
+        if cfg.caption_levels == "match":
+            sents, _ = level_captions(sents, r.level, r.label)
+        for sent in sents:
+            captions.append(f"{sent} {level_suffix(r.level)}")
+            levels.append(r.level)
+            weights.append(1.0 / len(sents))
+    return captions, levels, weights
+
+
 def training_transform(cfg: DataCfg):
     """The one chain every training item goes through (MONAI dict transforms on ``{"image": (1, S, S), ...}``):
     synthetic scar + its sentence on report-negative slices (``RandSyntheticScar``, lambda = ``cfg.synth.prob``,

@@ -74,6 +74,14 @@ class ClipModelCfg:
     # r = the captions' pooled features from the last frozen text layer (a similarity training does not move)
     soft_target_weight: float = 0.0
     soft_target_temperature: float = 0.05
+    # beyond the paper: prompt anchors (models.anchors). The zero-shot prompt pair of each image's level joins the
+    # loss as a two-way softmax (image vs [positive, negative] side of prompt_anchor_prompts at the model's logit
+    # scale: the very rule zero-shot inference applies; keep it equal to eval.prompts) whose target comes from the
+    # text alone: the caption's frozen-text score against prompt_anchor_target_prompts, thresholded at the density
+    # valley of the training captions' scores (fitted before training). No label is used.
+    prompt_anchor_weight: float = 0.0
+    prompt_anchor_prompts: str = "paper"
+    prompt_anchor_target_prompts: str = "ensemble"
 
     def __post_init__(self) -> None:
         _check_vision(self)
@@ -102,6 +110,13 @@ class ClipModelCfg:
             raise ValueError(f"soft_target_weight must be in [0, 1], got {self.soft_target_weight}")
         if self.soft_target_temperature <= 0:
             raise ValueError(f"soft_target_temperature must be > 0, got {self.soft_target_temperature}")
+        if self.prompt_anchor_weight < 0:
+            raise ValueError(f"prompt_anchor_weight must be >= 0, got {self.prompt_anchor_weight}")
+        from lgeclip.models.zeroshot import PROMPT_SETS
+
+        for name in (self.prompt_anchor_prompts, self.prompt_anchor_target_prompts):
+            if name not in PROMPT_SETS:
+                raise ValueError(f"prompt anchor prompt set {name!r} unknown; use one of {sorted(PROMPT_SETS)}")
         if self.decoder_width < 1 or self.decoder_layers < 1 or self.decoder_heads < 1:
             raise ValueError("decoder_width, decoder_layers and decoder_heads must be >= 1")
         if self.decoder_width % self.decoder_heads or self.decoder_width % 4:

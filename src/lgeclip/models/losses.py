@@ -106,6 +106,14 @@ def hard_negative_i2t_loss(logits: torch.Tensor, hard_logits: torch.Tensor, rows
     return F.cross_entropy(full, y)
 
 
+def prompt_anchor_loss(anchor_logits: torch.Tensor, anchor_targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the image-vs-prompt-pair logits (B, 2) against the text-derived targets (B, 2)."""
+    if anchor_logits.shape != anchor_targets.shape or anchor_logits.shape[-1] != 2:
+        raise ValueError(f"anchor logits {tuple(anchor_logits.shape)} and targets {tuple(anchor_targets.shape)} "
+                         "must both be (B, 2)")
+    return F.cross_entropy(anchor_logits.float(), anchor_targets.float())
+
+
 class ClipLoss(nn.Module):
     """Multi-positive symmetric CLIP loss; identical captions (same ``caption_ids``) count as positives.
 
@@ -152,9 +160,10 @@ class CocaLoss(nn.Module):
     """``contrastive_weight * ClipLoss + caption_weight * CaptionLoss`` on an ``LgeClip.forward`` output."""
 
     def __init__(self, contrastive_weight: float = 1.0, caption_weight: float = 1.0, ignore_index: int = -100,
-                 soft_weight: float = 0.0, soft_temperature: float = 0.05) -> None:
+                 soft_weight: float = 0.0, soft_temperature: float = 0.05, anchor_weight: float = 0.0) -> None:
         super().__init__()
         self.contrastive_weight, self.caption_weight = float(contrastive_weight), float(caption_weight)
+        self.anchor_weight = float(anchor_weight)
         self.clip = ClipLoss(soft_weight, soft_temperature)
         self.caption = CaptionLoss(ignore_index)
 
@@ -162,10 +171,11 @@ class CocaLoss(nn.Module):
     def from_cfg(cls, cfg) -> CocaLoss:
         """From a ``ClipModelCfg`` (fields ``contrastive_weight``, ``caption_weight``)."""
         return cls(cfg.contrastive_weight, cfg.caption_weight, soft_weight=cfg.soft_target_weight,
-                   soft_temperature=cfg.soft_target_temperature)
+                   soft_temperature=cfg.soft_target_temperature, anchor_weight=cfg.prompt_anchor_weight)
 
     def forward(self, out: dict, caption_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``out`` is the dict of ``LgeClip.forward``; returns contrastive_loss, caption_loss, loss."""
+        """``out`` is the dict of ``LgeClip.forward``; returns contrastive_loss, caption_loss, loss (and
+        anchor_loss when ``anchor_weight > 0``: cross-entropy of ``anchor_logits`` against ``anchor_targets``)."""
         contrastive = self.clip(out["image_features"], out["text_features"], out["logit_scale"], caption_ids,
                                 out.get("hard_negative_features"), out.get("hard_negative_rows"),
                                 out.get("text_reference"))
@@ -176,7 +186,14 @@ class CocaLoss(nn.Module):
         else:
             caption = contrastive.new_zeros(())
         loss = self.contrastive_weight * contrastive + self.caption_weight * caption
-        return {"contrastive_loss": contrastive, "caption_loss": caption, "loss": loss}
+        terms = {"contrastive_loss": contrastive, "caption_loss": caption}
+        if self.anchor_weight > 0:
+            if out.get("anchor_logits") is None:
+                raise ValueError("anchor_weight > 0 but the model returned no anchor_logits (pass the slice levels)")
+            anchor = prompt_anchor_loss(out["anchor_logits"], out["anchor_targets"])
+            loss = loss + self.anchor_weight * anchor
+            terms["anchor_loss"] = anchor
+        return {**terms, "loss": loss}
 
 
 class ClassifierLoss(nn.Module):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lgeclip.config import to_dict
-from lgeclip.data.clip import ClipPairs, collate_pairs
+from lgeclip.data.clip import ClipPairs, caption_corpus, collate_pairs
 from lgeclip.models import create_model
 from lgeclip.models.losses import ClassifierLoss, CocaLoss, caption_ids_from_texts
 from lgeclip.synth.templates import negation_twin
@@ -89,8 +89,16 @@ class ClipTask(Task):
     def build_model(self) -> nn.Module:
         model = create_model(self.cfg.model if self.cfg.task == "clip" else self.cfg.classifier)
         report = getattr(model, "init_report", None)
-        if report is not None and os.environ.get("RANK", "0") == "0":
+        main = os.environ.get("RANK", "0") == "0"
+        if report is not None and main:
             get_logger("lgeclip.train").info(report.summary())
+        if self.cfg.task == "clip" and self.cfg.model.prompt_anchor_weight > 0:
+            # text only: the mixture is fitted to the captions the training slices may draw (deterministic, so
+            # every rank and a resumed run get the same one; a resumed run then loads it from the checkpoint)
+            recs = split_records(self.cache, self.cfg.data.train_splits)
+            fitted = model.fit_prompt_anchors(*caption_corpus(recs, self.cfg.data))
+            if main:
+                get_logger("lgeclip.train").info(f"prompt anchors: threshold fitted to the training captions {fitted}")
         return model
 
     def param_groups(self, model: nn.Module) -> list[dict]:
@@ -115,7 +123,8 @@ class ClipTask(Task):
     def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         if self.cfg.task == "clip":
             twins = ([negation_twin(c) for c in batch["caption"]] if self.cfg.model.negation_negatives else None)
-            out = model(batch["image"], batch["caption"], twins)
+            levels = batch["level"] if self.cfg.model.prompt_anchor_weight > 0 else None
+            out = model(batch["image"], batch["caption"], twins, levels)
             ids = caption_ids_from_texts(batch["caption"], device=batch["image"].device,
                                          grouping=self.cfg.model.caption_grouping)
             terms = self.loss(out, ids)

@@ -79,6 +79,10 @@ class ClipTrainCfg:
     def __post_init__(self) -> None:
         if self.task not in ("clip", "image_only"):
             raise ValueError(f"task must be clip or image_only, got {self.task!r}")
+        if (self.task == "clip" and self.model.prompt_anchor_weight > 0
+                and self.model.prompt_anchor_prompts != self.eval.prompts):
+            raise ValueError(f"model.prompt_anchor_prompts={self.model.prompt_anchor_prompts!r} must equal "
+                             f"eval.prompts={self.eval.prompts!r}: the anchors train the rule inference applies")
 
 
 RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
