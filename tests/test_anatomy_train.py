@@ -26,10 +26,10 @@ from lgeclip.data.anatomy import (
 from lgeclip.io.cohort import load_slice
 from lgeclip.io.splits import patient_split, splits_digest
 from lgeclip.train.anatomy import LandmarkTrainCfg, SegTrainCfg, train_landmarks, train_segmentation
-from lgeclip.utils import load_tensors
+from lgeclip.utils import config_dir, load_tensors
 
 torch.set_num_threads(1)
-RECIPES = Path(__file__).resolve().parents[1] / "configs" / "anatomy"
+RECIPES = config_dir("anatomy")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))

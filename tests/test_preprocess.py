@@ -25,8 +25,8 @@ from lgeclip.preprocess import (
     preprocess_slice,
     read_cache,
 )
+from lgeclip.utils import config_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 SP = 1.4  # native spacing (mm)
 C = (70.3, 95.6)  # native LV centre (px)
 
@@ -203,9 +203,9 @@ def test_config_validation_and_recipes():
     with pytest.raises(ValueError, match="fold"):
         PreprocessCfg(fold=-1)
     for name, size in (("default", 112), ("paper224", 224), ("no_orient", 112)):
-        cfg = load_config(PreprocessCfg, ROOT / "configs" / "preprocess" / f"{name}.yaml")
+        cfg = load_config(PreprocessCfg, config_dir("preprocess", f"{name}.yaml"))
         assert cfg.size == size
-    assert load_config(PreprocessCfg, ROOT / "configs/preprocess/no_orient.yaml").orient is False
+    assert load_config(PreprocessCfg, config_dir("preprocess", "no_orient.yaml")).orient is False
     with pytest.raises(ConfigError):
         load_config(PreprocessCfg, None, ["crop_size=3"])
 

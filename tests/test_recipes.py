@@ -13,8 +13,9 @@ import yaml
 
 from lgeclip.config import apply_overrides, from_dict, load_config, read_recipe
 from lgeclip.train.clip import RECIPE_DIR, ClipTrainCfg, load_train_config
+from lgeclip.utils import config_dir
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = config_dir()
 TRAIN = sorted(p for p in (CONFIGS / "train").glob("*.yaml") if p.name != "ablations.yaml")
 IMAGENET = "/weights/densenet121_imagenet.safetensors"
 

@@ -106,6 +106,14 @@ def get_logger(name: str = "lgeclip", log_file: Path | None = None) -> logging.L
     return logger
 
 
+def config_dir(*parts: str) -> Path:
+    """A folder or file of the recipes that ship inside the package (``lgeclip/configs``, found through
+    ``importlib.resources`` so that a plain ``pip install`` works from any folder), e.g. ``config_dir("train")``."""
+    from importlib.resources import files
+
+    return Path(str(files("lgeclip").joinpath("configs", *parts)))
+
+
 def emidec_root() -> Path | None:
     """Where the EMIDEC PNG data lives: $LGECLIP_EMIDEC, else ../shared/data/emidec_png near the repo or cwd."""
     env = os.environ.get("LGECLIP_EMIDEC")

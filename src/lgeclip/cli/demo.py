@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lgeclip.utils import atomic_write_json, emidec_root
+from lgeclip.utils import atomic_write_json, config_dir, emidec_root
 
-REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+REPO_CONFIGS = config_dir()  # the recipes inside the package (works from a plain install)
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger
+from lgeclip.utils import atomic_write_json, atomic_write_text, config_dir, get_logger
 
-ABLATIONS_YAML = Path(__file__).resolve().parents[3] / "configs" / "train" / "ablations.yaml"
+ABLATIONS_YAML = config_dir("train", "ablations.yaml")
 METRICS = ("balanced_accuracy", "auroc", "sensitivity", "specificity", "slice_balanced_accuracy")
 TABLES = {
     "main": "Table 1 — text-supervised (zero-shot) vs image-only supervised baseline",

@@ -22,8 +22,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from lgeclip.config import load_config
+from lgeclip.utils import config_dir
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[3] / "configs" / "ingest" / "series_rules.yaml"
+DEFAULT_RULES_PATH = config_dir("ingest", "series_rules.yaml")
 # Anatomical prior: from base to apex the LV long axis points to the patient's left (+x), anterior (-y) and
 # inferior (-z) in DICOM LPS coordinates. Dextrocardia breaks it (documented weakness).
 APEX_DIRECTION = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)

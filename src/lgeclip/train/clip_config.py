@@ -16,6 +16,7 @@ from lgeclip.data.clip import DataCfg
 from lgeclip.metrics import AGGREGATIONS
 from lgeclip.models import ClassifierCfg, ClipModelCfg
 from lgeclip.train.loop import LoopCfg
+from lgeclip.utils import config_dir
 
 
 @dataclass
@@ -85,7 +86,7 @@ class ClipTrainCfg:
                              f"eval.prompts={self.eval.prompts!r}: the anchors train the rule inference applies")
 
 
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs" / "train"
+RECIPE_DIR = config_dir("train")
 
 
 def resolve_recipe(recipe: str | Path) -> Path:
