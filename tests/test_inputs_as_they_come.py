@@ -104,3 +104,54 @@ def test_ingest_reads_a_cp1252_semicolon_report_export(tmp_path):
                             "n_skipped_rows": 1}
     assert ("reports-row-2", "report row not read: no patient id") in {tuple(r) for r in read_excluded(
         tmp_path / "cohort")}
+
+
+def _recompress(src, dst, syntax):
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    ds.compress(syntax)
+    ds.save_as(dst)
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless", "JPEGLSLossless"])
+def test_compressed_transfer_syntaxes_are_read(tmp_path, syntax):
+    import pydicom
+    import pydicom.uid
+
+    from lgeclip.io.dicom import read_pixels
+
+    if syntax == "JPEGLSLossless":
+        pytest.importorskip("jpeg_ls", reason="pyjpegls (test extra) writes the JPEG-LS test file")
+    rng = np.random.default_rng(3)
+    write_stack(tmp_path / "s", rng, description="PSIR", series_number=3, n_slices=1,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P1", study_uid="1.2.3.1")
+    src = next((tmp_path / "s").iterdir())
+    _recompress(src, tmp_path / "c.dcm", getattr(pydicom.uid, syntax))
+    assert pydicom.dcmread(tmp_path / "c.dcm").file_meta.TransferSyntaxUID == getattr(pydicom.uid, syntax)
+    (want, sp_want), (got, sp) = read_pixels(src), read_pixels(tmp_path / "c.dcm")
+    assert np.array_equal(got, want) and sp == sp_want
+
+
+def test_multi_frame_and_undecodable_pixels_get_named_reasons(tmp_path, monkeypatch):
+    import pydicom
+
+    from lgeclip.io.dicom import read_pixels
+
+    rng = np.random.default_rng(4)
+    write_stack(tmp_path / "s", rng, description="PSIR", series_number=3, n_slices=1,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P1", study_uid="1.2.3.1")
+    src = next((tmp_path / "s").iterdir())
+    ds = pydicom.dcmread(src)
+    ds.NumberOfFrames = 3
+    ds.save_as(tmp_path / "multi.dcm")
+    with pytest.raises(ValueError, match=r"multi-frame image \(3 frames"):
+        read_pixels(tmp_path / "multi.dcm")
+    _recompress(src, tmp_path / "j2k.dcm", pydicom.uid.JPEG2000Lossless)
+
+    def no_decoder(self):  # what a machine without the JPEG 2000 plugin does
+        raise RuntimeError("no decoder")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
+    with pytest.raises(ValueError, match=r"unreadable pixel data \(JPEG 2000 .*RuntimeError\)"):
+        read_pixels(tmp_path / "j2k.dcm")

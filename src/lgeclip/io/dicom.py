@@ -390,9 +390,21 @@ def choose_levels(n_slices: int, n: int = 3) -> list[tuple[int, str]]:
 
 
 def read_pixels(path: str | Path) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Float32 image (rescale slope/intercept applied) and (row, col) PixelSpacing (None if missing)."""
+    """Float32 image (rescale slope/intercept applied) and (row, col) PixelSpacing (None if missing).
+
+    Compressed transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) decode through pydicom's handlers; what cannot be
+    read raises ``ValueError`` with a reason that names it (no path or header text, so no PHI)."""
     ds = pydicom.dcmread(path)
-    img = ds.pixel_array.astype(np.float32)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise ValueError(f"multi-frame image ({frames} frames, e.g. enhanced MR): not read; export single-frame "
+                         "images")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        img = ds.pixel_array.astype(np.float32)
+    except Exception as e:
+        syntax = f"{ts.name}, " if ts is not None else ""
+        raise ValueError(f"unreadable pixel data ({syntax}{type(e).__name__})") from e
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {img.shape}")
     slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)

@@ -186,10 +186,13 @@ def _ingest_study(series: list[SeriesInfo], reports: dict, out: Path, rules, tru
         try:
             images[inst.sop_uid] = read_pixels(inst.path)
             good.append(inst)
+        except ValueError as e:  # read_pixels' own reasons (they name the problem, never a path or a name)
+            rows.append((key, f"slice dropped: {e}"))
         except Exception as e:
             rows.append((key, f"slice dropped: unreadable pixel data ({type(e).__name__})"))
     if len(good) < rules.min_slices:
-        return excl(f"only {len(good)} readable slices in the LGE series")
+        first = f" ({rows[0][1].removeprefix('slice dropped: ')})" if rows else ""
+        return excl(f"only {len(good)} readable slices in the LGE series{first}")
     spacings = [images[i.sop_uid][1] for i in good]
     if any(sp is None for sp in spacings):
         return excl("missing PixelSpacing in the LGE series")
