@@ -183,3 +183,55 @@ def test_demo_detects_a_cache_that_cannot_train(tiny_run, tmp_path):
         w.writerows(rows)
     why = _cache_unusable(broken)
     assert why is not None and "val split" in why
+
+
+def test_predict_dicom_out_writes_an_sr_and_a_secondary_capture_in_the_source_study(tiny_run, tmp_path):
+    import shutil
+    import subprocess
+
+    import highdicom as hd
+    import pydicom
+
+    from lgeclip.io.dicom import scan_tree
+
+    studies = _phantom_studies(tmp_path / "ph", 1)
+    pred = Predictor.from_run_dir(tiny_run["run"], with_anatomy=False, device="cpu")
+    pred.anatomy = RingAnatomy()
+    out = tmp_path / "pred"
+    s = predict_studies(studies, tiny_run["run"], out, predictor=pred, dicom_out=True)
+    assert s["n_predicted"] == 1 and s["n_failed"] == 0
+    (d,) = [p for p in out.iterdir() if p.is_dir()]
+    j = json.loads((d / "prediction.json").read_text())
+    series, _ = scan_tree(studies)
+    src = {i.sop_uid: pydicom.dcmread(i.path, stop_before_pixels=True) for ser in series for i in ser.instances}
+    any_src = next(iter(src.values()))
+    sr = hd.sr.srread(d / "lgeclip_sr.dcm")
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    # filed in the source study, new series and instance
+    assert sr.StudyInstanceUID == any_src.StudyInstanceUID and sr.PatientID == any_src.PatientID
+    assert sr.SeriesInstanceUID not in {x.SeriesInstanceUID for x in src.values()}
+    assert sr.SOPInstanceUID not in src and sr.PatientBirthDate == ""
+    def items(ds):  # every content item of the SR tree, depth first
+        for item in ds.get("ContentSequence", []):
+            yield item
+            yield from items(item)
+
+    text = str(sr)
+    scored = [x for x in j["slices"] if x["p_lge"] is not None]
+    refs = [it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in items(sr) if it.ValueType == "IMAGE"]
+    assert len(refs) == len(scored) and set(refs) <= set(src)  # one source image per scored slice
+    values = sorted(float(it.MeasuredValueSequence[0].NumericValue) for it in items(sr) if it.ValueType == "NUM")
+    want = sorted([x["p_lge"] for x in scored] + [j["p_lge"]])  # the slices' P(LGE) + the patient's
+    assert np.allclose(values, want, atol=1e-5)
+    assert ("Yes" if j["lge"] else "No") in text
+    sc = pydicom.dcmread(d / "lgeclip_sc.dcm")
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.StudyInstanceUID == any_src.StudyInstanceUID
+    assert sc.pixel_array.shape[-1] == 3 and sc.SeriesInstanceUID != sr.SeriesInstanceUID
+    # identifiers stay in the DICOM files: none in the JSON / CSV outputs
+    plain = " ".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".csv"))
+    assert any_src.PatientID not in plain and str(any_src.PatientName).split("^")[0] not in plain
+    if shutil.which("dciodvfy"):  # dicom3tools' validator, where installed
+        for f in ("lgeclip_sr.dcm", "lgeclip_sc.dcm"):
+            res = subprocess.run(["dciodvfy", str(d / f)], capture_output=True, text=True)
+            errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+            assert not errors, (f, errors)

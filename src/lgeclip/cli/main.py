@@ -248,11 +248,12 @@ def predict(
     studies: Path = typer.Argument(..., help="A DICOM study folder, or a folder of many."),
     run: Path = typer.Option(..., help="Run folder of a trained model."),
     out: Path = typer.Option(..., help="Output folder."),
+    dicom_out: bool = typer.Option(False, help="Also write a DICOM SR (TID 1500) and a Secondary Capture per study."),
 ) -> None:
     """Series selection -> preprocessing -> zero-shot P(LGE) per slice and per patient."""
     from lgeclip.infer.predict import predict_studies
 
-    _print(predict_studies(studies, run, out))
+    _print(predict_studies(studies, run, out, dicom_out=dicom_out))
 
 
 @app.command()

@@ -37,9 +37,10 @@ def _study_key(series) -> str:
     return patient_key(first.patient_id) if first.patient_id else "study-" + stable_hash(first.study_uid)
 
 
-def predict_study(predictor, series: list, rules=None) -> tuple[dict, list[np.ndarray | None]]:
-    """One study's prediction (JSON-ready dict) and the model-input image of each slice (None where skipped);
-    raises ValueError with the reason when the study cannot be scored."""
+def predict_study(predictor, series: list, rules=None, with_sources: bool = False):
+    """One study's prediction (JSON-ready dict) and the model-input image of each slice (None where skipped)
+    (+ the source DICOM path of each slice with ``with_sources``: never written to JSON, folder names may hold
+    PHI); raises ValueError with the reason when the study cannot be scored."""
     key = _study_key(series)
     toks = phi_tokens(series[0].patient_id, series[0].patient_name, series[0].birth_date)
     chosen, why = select_lge_series(series, rules)
@@ -72,7 +73,7 @@ def predict_study(predictor, series: list, rules=None) -> tuple[dict, list[np.nd
     if not every:
         raise ValueError("no slice could be scored: " + "; ".join(sorted({s.reason or "" for s in scores})))
     p_patient = aggregate(np.array(used or every), how)
-    return {
+    pred = {
         "patient_key": key, "series": scrub(chosen.label, toks),
         "n_slices": n, "slices": slices,
         "p_lge": float(p_patient), "lge": bool(p_patient >= thr), "threshold": thr, "aggregation": how,
@@ -80,7 +81,9 @@ def predict_study(predictor, series: list, rules=None) -> tuple[dict, list[np.nd
         "p_lge_all_slices": float(aggregate(np.array(every), how)),
         "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_sha256": predictor.model_id,
                   "config_sha256": predictor.config_id},
-    }, [s.image for s in scores]
+    }
+    images = [s.image for s in scores]
+    return (pred, images, [inst.path for inst in kept]) if with_sources else (pred, images)
 
 
 def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> None:
@@ -117,8 +120,11 @@ def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> No
 
 def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_run: str | Path | None = None,
                     landmarks_run: str | Path | None = None, rules: str | Path | None = None,
-                    predictor=None, figures: bool = True) -> dict:
+                    predictor=None, figures: bool = True, dicom_out: bool = False) -> dict:
     """Predict every study under ``studies`` with the model of run folder ``run``; returns the summary.
+
+    ``dicom_out``: also write ``<patient_key>/lgeclip_sr.dcm`` (TID 1500 measurement report) and
+    ``lgeclip_sc.dcm`` (Secondary Capture of ``prediction.png``) into the source study (``infer.dicom_out``).
 
     A study that fails (no LGE series, no LV, unreadable files, ...) is recorded in ``failures.csv`` with the
     reason and the others go on."""
@@ -135,7 +141,7 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     for _, ss in sorted(group_studies(series).items(), key=lambda kv: _study_key(kv[1])):
         key = _study_key(ss)
         try:
-            pred, inputs = predict_study(predictor, ss, rules_obj)
+            pred, inputs, sources = predict_study(predictor, ss, rules_obj, with_sources=True)
         except Exception as e:  # noqa: BLE001 - a batch job records the study and goes on
             reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             reason = scrub(reason, phi_tokens(ss[0].patient_id, ss[0].patient_name, ss[0].birth_date))
@@ -147,6 +153,13 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
         if figures:
             plot_prediction(pred, inputs, d / "prediction.png")
         atomic_write_json(d / "prediction.json", pred)
+        if dicom_out:
+            from lgeclip.infer.dicom_out import write_dicom_results
+
+            try:
+                write_dicom_results(pred, sources, d / "prediction.png" if figures else None, d)
+            except Exception as e:  # noqa: BLE001 - the JSON result stands; the DICOM failure is recorded
+                failures.append((key, f"DICOM output failed ({type(e).__name__})"))
         rows.append(pred)
         log.info("%s: P(LGE)=%.3f -> %s", key, pred["p_lge"], "LGE" if pred["lge"] else "no LGE")
     atomic_write_text(out / "predictions.csv", csv_text(
