@@ -77,6 +77,12 @@ def test_anatomy_result_and_oracle():
     arrays["rvip"] = np.full((2, 2), np.nan, np.float32)
     with pytest.raises(ValueError, match="pt-x.*rvip"):
         OracleAnatomy.from_slice(arrays, slice_id="pt-x_00_mid")
+    nan_rvip = OracleAnatomy.from_slice(arrays, allow_missing_rvip=True)  # a cohort without RV labels (EMIDEC)
+    assert not nan_rvip.has_rvip and nan_rvip.myocardium.sum() == myo.sum()
     del arrays["rvip"]
     with pytest.raises(ValueError, match="rvip"):
         OracleAnatomy.from_slice(arrays)
+    assert not OracleAnatomy.from_slice(arrays, allow_missing_rvip=True).has_rvip
+    del arrays["blood_pool"]
+    with pytest.raises(ValueError, match="blood_pool"):
+        OracleAnatomy.from_slice(arrays, allow_missing_rvip=True)

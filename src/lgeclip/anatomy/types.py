@@ -62,14 +62,20 @@ class OracleAnatomy:
     """Anatomy from the truth stored in a cohort slice npz (tests, ablations, cache building with ``oracle``)."""
 
     @staticmethod
-    def from_slice(arrays: dict, slice_id: str = "slice") -> AnatomyResult:
+    def from_slice(arrays: dict, slice_id: str = "slice", allow_missing_rvip: bool = False) -> AnatomyResult:
         """AnatomyResult from truth arrays ``myocardium``, ``blood_pool``, ``rvip`` (2, 2) of a slice npz.
 
-        Raises ValueError naming ``slice_id`` when a truth array is absent or the RVIPs are NaN."""
-        missing = [k for k in ("myocardium", "blood_pool", "rvip") if k not in arrays]
+        Raises ValueError naming ``slice_id`` when a truth array is absent or the RVIPs are NaN; with
+        ``allow_missing_rvip`` (a cohort labelled without RV, e.g. EMIDEC, preprocessed with ``rvip_fallback``)
+        absent or NaN RVIPs become missing points instead."""
+        needed = ("myocardium", "blood_pool") if allow_missing_rvip else ("myocardium", "blood_pool", "rvip")
+        missing = [k for k in needed if k not in arrays]
         if missing:
             raise ValueError(f"{slice_id}: no truth {', '.join(missing)} in the slice arrays (oracle anatomy)")
-        rvip = np.asarray(arrays["rvip"], dtype=float)
+        rvip = np.asarray(arrays.get("rvip", np.full((2, 2), np.nan)), dtype=float)
+        if allow_missing_rvip and (rvip.shape != (2, 2) or not np.all(np.isfinite(rvip))):
+            nan = (float("nan"), float("nan"))
+            return AnatomyResult(arrays["myocardium"], arrays["blood_pool"], nan, nan)
         if rvip.shape != (2, 2) or not np.all(np.isfinite(rvip)):
             raise ValueError(f"{slice_id}: truth rvip is unknown (NaN) or malformed {rvip.tolist()}")
         return AnatomyResult(arrays["myocardium"], arrays["blood_pool"], tuple(rvip[0]), tuple(rvip[1]))

@@ -174,7 +174,8 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
                 anatomies: list[AnatomyResult | str] = []
                 for rec, arrays in items:
                     try:
-                        anatomies.append(OracleAnatomy.from_slice(arrays, rec.slice_id))
+                        anatomies.append(OracleAnatomy.from_slice(arrays, rec.slice_id,
+                                                                  allow_missing_rvip=cfg.rvip_fallback))
                     except ValueError as e:
                         anatomies.append(f"oracle anatomy unavailable: {e}")
             else:
