@@ -44,7 +44,7 @@ class DemoPlan:
     emidec_overrides: tuple[str, ...] = ("loop.max_steps=100",)
     predict_studies: int = 4
     # the cpu recipe's 400 steps take ~5.6 min (CLIP) / ~4.1 min (image-only) on 2 idle cores; the demo trains each
-    # phantom model for 150 so that the whole demo, EMIDEC included, stays well inside 20 min (13.3 min, README)
+    # phantom model for 150 so that the whole demo, EMIDEC included, stays well inside 20 min (about 14 min, README)
     overrides: tuple[str, ...] = ("loop.max_steps=150",)
     use_emidec: bool = True  # also run the chain on EMIDEC when it is present
     # preprocess the phantom with its truth anatomy instead of the trained nets (quick: smoke-size nets are
