@@ -93,7 +93,7 @@ class ClipTask(Task):
         if report is not None and main:
             get_logger("lgeclip.train").info(report.summary())
         if self.cfg.task == "clip" and self.cfg.model.prompt_anchor_weight > 0:
-            # text only: the mixture is fitted to the captions the training slices may draw (deterministic, so
+            # text only: the threshold is fitted to the captions the training slices may draw (deterministic, so
             # every rank and a resumed run get the same one; a resumed run then loads it from the checkpoint)
             recs = split_records(self.cache, self.cfg.data.train_splits)
             fitted = model.fit_prompt_anchors(*caption_corpus(recs, self.cfg.data))
