@@ -87,12 +87,6 @@ def read_reports_info(path: str | Path, id_column: str = "patient_id", accession
     return out, info
 
 
-def read_reports(path: str | Path, **columns) -> dict[str, list[tuple[str, str]]]:
-    """reports.csv (patient_id, accession, report_text) -> {patient_id: [(accession, text), ...]} (see
-    ``read_reports_info`` for encodings, delimiters and column names)."""
-    return read_reports_info(path, **columns)[0]
-
-
 def phi_tokens(patient_id: str, patient_name: str = "", birth_date: str = "") -> list[str]:
     """Strings that must never be written: the ID, name parts (>= 2 letters) and birth date variants."""
     toks = {patient_id.strip()} if patient_id.strip() else set()

@@ -85,17 +85,23 @@ class LgeClip(nn.Module):
         return sides(projected)[idx], sides(reference)[idx]  # (B, 2, p), (B, 2, H)
 
     @torch.no_grad()
+    def _reference_scores(self, reference: torch.Tensor, levels: list[str]) -> torch.Tensor:
+        """(B,) cos(c, P+) - cos(c, P-) of frozen caption features (B, H) against the sides of the anchor target
+        prompt set at each caption's level (the one text score both the threshold fit and the targets use)."""
+        with no_autocast():
+            _, sides = self.prompt_sides(levels, self.cfg.prompt_anchor_target_prompts)  # (B, 2, H)
+            sims = torch.einsum("bh,bkh->bk", F.normalize(reference.float(), dim=-1), sides)  # (B, 2)
+        return sims[:, 0] - sims[:, 1]
+
+    @torch.no_grad()
     def caption_prompt_scores(self, captions: list[str], levels: list[str], batch_size: int = 256) -> torch.Tensor:
         """(N,) frozen-text score cos(c, P+) - cos(c, P-) of each caption against the sides of the anchor target
         prompt set (``cfg.prompt_anchor_target_prompts``) at its level."""
         out = []
         for i in range(0, len(captions), batch_size):
-            texts, lv = captions[i: i + batch_size], levels[i: i + batch_size]
             with no_autocast():
-                _, ref = self.text.forward_with_reference(texts)  # (b, H)
-                _, sides = self.prompt_sides(lv, self.cfg.prompt_anchor_target_prompts)  # (b, 2, H)
-                sims = torch.einsum("bh,bkh->bk", F.normalize(ref.float(), dim=-1), sides)  # (b, 2)
-            out.append(sims[:, 0] - sims[:, 1])
+                _, ref = self.text.forward_with_reference(captions[i: i + batch_size])  # (b, H)
+            out.append(self._reference_scores(ref, levels[i: i + batch_size]))
         return torch.cat(out) if out else torch.zeros(0)
 
     def fit_prompt_anchors(self, captions: list[str], levels: list[str], weights=None) -> dict:
@@ -154,13 +160,12 @@ class LgeClip(nn.Module):
         if anchors:
             levels = list(levels)
             prompt_feats, _ = self.prompt_sides(levels, self.cfg.prompt_anchor_prompts)  # (B, 2, p)
-            _, target_ref = self.prompt_sides(levels, self.cfg.prompt_anchor_target_prompts)  # (B, 2, H)
             with no_autocast():
                 sims = torch.einsum("bp,bkp->bk", image_features.float(), prompt_feats)  # (B, 2)
                 out["anchor_logits"] = out["logit_scale"].float() * sims
-                text_sims = torch.einsum("bh,bkh->bk", text_reference.float(), target_ref)  # (B, 2)
-                q = anchor_posterior(text_sims[:, 0] - text_sims[:, 1], self.anchor_threshold).detach()  # (B,)
-                out["anchor_targets"] = torch.stack([q, 1 - q], dim=-1)  # (B, 2)
+            # targets: no graph (detached, frozen text), the same score the threshold was fitted on
+            q = anchor_posterior(self._reference_scores(text_reference, levels), self.anchor_threshold)  # (B,)
+            out["anchor_targets"] = torch.stack([q, 1 - q], dim=-1)  # (B, 2)
         if hard_negatives is not None:
             rows = [i for i, t in enumerate(hard_negatives) if t]
             feats = (self.encode_text([hard_negatives[i] for i in rows]) if rows
