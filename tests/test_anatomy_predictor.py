@@ -138,6 +138,8 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     pred = fake_predictor()
     res = evaluate_anatomy(seg_run, tmp_path / "lm", cohort, out=tmp_path / "eval", split="test", predictor=pred)
     assert res["n_slices"] == 4 and res["n_patients"] == 2 and res["n_failed"] == 0 and res["fold"] == 1
+    assert 0.0 <= res["plausible_fraction"] <= 1.0
+    assert sum(res["implausible_reasons"].values()) == round(4 * (1 - res["plausible_fraction"]))
     assert set(res["dice_myo_per_patient"]) == {k for k, v in patient_split(cohort, 1).items() if v == "test"}
     assert res["dice_myo_mean"] > 0.9
     assert res["rvip_mm"]["anterior"]["n"] == 4 and res["rvip_mm"]["pooled"]["n"] == 8
@@ -209,3 +211,66 @@ def test_flip_tta_averages_the_four_flips():
     eq_tta = fake_predictor()
     eq_tta.tta = True
     np.testing.assert_allclose(eq_tta._seg_probs(views), eq._seg_probs(views), atol=1e-6)
+
+
+class _Bright(nn.Module):
+    """Both heatmaps = 20 x the view: the peak is the brightest pixel (a rotation-equivariant 'net')."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20.0 * x.expand(-1, 2, -1, -1)
+
+
+def test_landmark_priors_band_and_rotation_tta():
+    view = ViewCfg(size=128, pixel_mm=1.0, percentiles=(0.0, 100.0))
+    img = np.zeros((128, 128), np.float32)
+    img[30, 97] = 1.0
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(img, 2.0)
+    img /= img.max()
+    myo = np.zeros((128, 128), bool)
+    myo[60:70, 60:70] = True
+    pred = AnatomyPredictor(FakeSeg(), _Bright(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu")
+    plain = pred._decode(pred._landmark_logits([img], [myo]))[0]
+    np.testing.assert_allclose(plain, [[30, 97], [30, 97]], atol=0.2)
+    pred.lm_cfg.rotation_tta = True  # an equivariant net gives the same point under rotation TTA
+    np.testing.assert_allclose(pred._decode(pred._landmark_logits([img], [myo]))[0], plain, atol=0.2)
+    fixed = AnatomyPredictor(FakeSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(rotation_tta=True), view,
+                             device="cpu")
+    moved = fixed._decode(fixed._landmark_logits([img], [myo]))[0]
+    assert np.abs(moved - VIEW_POINTS.numpy()).max() > 5  # a net that ignores its input is averaged over rotations
+    pred.lm_cfg.rotation_tta, pred.lm_cfg.band_mm = False, 4.0  # the bright spot is 27 px away: outside the band
+    banded = pred._decode(pred._landmark_logits([img], [myo]))[0]
+    dist = ndi.distance_transform_edt(~myo)
+    for p in banded:
+        assert dist[int(round(p[0])), int(round(p[1]))] <= 4.0 + 1.0
+    with pytest.raises(ValueError, match="band_mm"):
+        LandmarkNetCfg(band_mm=-1.0)
+
+
+def test_rvip_frame_names_walls_of_labelled_slices():
+    from lgeclip.anatomy.frames import RvipFrame
+
+    arr = clean_ring(3, shape=(150, 130), spacing=2.0)
+    items = [(arr["image"], (2.0, 2.0), arr["myocardium"], arr["blood_pool"], "basal")]
+    (seg, why), = RvipFrame(fake_predictor())(items)
+    # the fake landmark net's two points, seen from the labelled LV centre, subtend a plausible angle: six sectors
+    assert why == "" and set(np.unique(seg[arr["myocardium"] > 0])) == {1, 2, 3, 4, 5, 6}
+    assert (seg[arr["myocardium"] == 0] == 0).all()
+    (seg, why), = RvipFrame(fake_predictor(empty=True))(items)
+    assert seg is None and why == "no LV found by the anatomy nets"
+    (seg, why), = RvipFrame(fake_predictor(), min_angle_deg=179.0, max_angle_deg=180.0)(items)
+    assert seg is None and why == "RVIP angle out of range"
+
+
+def test_plausibility_problem_names_the_check():
+    from lgeclip.preprocess.chain import plausibility_problem
+
+    arr = clean_ring(5)
+    res = fake_predictor().predict(arr["image"], 2.0)
+    assert plausibility_problem(res, (2.0, 2.0)) is None
+    close = AnatomyResult(res.myocardium, res.blood_pool, res.anterior_rvip, res.anterior_rvip, lv_center=res.lv_center)
+    assert plausibility_problem(close, (2.0, 2.0)).startswith("RVIPs too close")
+    empty = AnatomyResult(np.zeros_like(res.myocardium), np.zeros_like(res.blood_pool), res.anterior_rvip,
+                          res.inferior_rvip, lv_center=res.lv_center)
+    assert plausibility_problem(empty, (2.0, 2.0)) == "no LV found (empty myocardium)"

@@ -77,6 +77,67 @@ def test_samples_deterministic_and_flips_keep_names(cohorts):
     assert abs(area_mm2 - truth_mm2) / truth_mm2 < 0.15
 
 
+def test_flips_swap_names_when_names_follow_handedness(cohorts):
+    _, rings, _ = cohorts
+    view = ViewCfg(size=64, pixel_mm=2.0)
+    s = load_anatomy_slices([rings], True, AnatomyDataCfg(), view)[0][0]
+    plain = dict(jitter_mm=0.0, rotate_deg=0.0, zoom=(1.0, 1.0), noise_std=0.0, flip_swaps_rvip=True)
+    mid = (view.size - 1) / 2
+    base = (s.rvip - np.asarray(s.center)) * np.asarray(s.spacing) / view.pixel_mm
+    for flip_lr, flip_ud in ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
+        pts = LandmarkDataset([s], view, AnatomyAugCfg(flip_lr_prob=flip_lr, flip_ud_prob=flip_ud, **plain),
+                              train=True)[0]["points"].numpy()
+        moved = base * np.array([-1.0 if flip_ud else 1.0, -1.0 if flip_lr else 1.0]) + mid
+        want = moved[::-1] if flip_lr + flip_ud == 1 else moved  # a rotation (both flips) keeps the names
+        np.testing.assert_allclose(pts, want, atol=1e-4)
+        # in the view, channel 0 is still the clockwise end of the RV arc: the handedness rule of lgeclip.io.acdc
+        from lgeclip.io.acdc import name_rvips
+
+        np.testing.assert_allclose(name_rvips(pts[::-1], (mid, mid), 1.0), pts, atol=1e-4)
+
+
+def test_appearance_randomisation_follows_the_labels():
+    from lgeclip.data.anatomy import AppearanceCfg, randomise_appearance
+
+    rng = np.random.default_rng(0)
+    lab = np.zeros((64, 64), np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    d = np.hypot(yy - 32, xx - 32)
+    lab[d < 18], lab[d < 12] = 2, 1
+    lab[(np.hypot(yy - 32, xx - 8) < 9) & (d >= 19)] = 3
+    img = rng.uniform(0.3, 0.5, lab.shape).astype(np.float32)  # no contrast at all between the regions
+    cfg = AppearanceCfg(prob=1.0, myo_null_prob=1.0, patch_prob=0.0, bias=0.0, blur_px=0.0, invert_prob=0.0,
+                        texture=(0.0, 0.0))
+    out = randomise_appearance(img, lab, 1.0, cfg, np.random.default_rng(1))
+    inner = lambda c: out[(lab == c) & (np.abs(d - {1: 5, 2: 15, 3: 30}[c]) < 3)]  # noqa: E731  (away from edges)
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    assert inner(1).mean() >= 0.55 and inner(2).mean() <= 0.16 and abs(inner(3).mean() - inner(1).mean()) <= 0.11
+    # patches brighten the wall only; inversion flips the contrast
+    cfg2 = AppearanceCfg(prob=1.0, myo_null_prob=1.0, patch_prob=1.0, patch_max=3, bias=0.0, blur_px=0.0,
+                         invert_prob=0.0, texture=(0.0, 0.0))
+    out2 = randomise_appearance(img, lab, 1.0, cfg2, np.random.default_rng(1))  # same draws up to the patches
+    assert (out2 - out)[lab == 2].max() > 0.2 and np.abs(out2 - out)[d < 9].max() < 1e-3
+    inv = randomise_appearance(img, lab, 1.0, AppearanceCfg(prob=1.0, invert_prob=1.0, myo_null_prob=1.0, bias=0.0,
+                                                             blur_px=0.0, patch_prob=0.0, texture=(0.0, 0.0)),
+                               np.random.default_rng(0))
+    assert inv[d < 9].mean() < inv[np.abs(d - 15) < 2].mean()  # dark blood, bright wall
+
+
+def test_anisotropy_stretches_the_view(cohorts):
+    _, rings, _ = cohorts
+    view = ViewCfg(size=64, pixel_mm=2.0)
+    s = load_anatomy_slices([rings], False, AnatomyDataCfg(), view)[0][0]
+    plain = dict(jitter_mm=0.0, rotate_deg=0.0, zoom=(1.0, 1.0), noise_std=0.0, flip_lr_prob=0.0, flip_ud_prob=0.0,
+                 whole_image_prob=0.0)
+    extents = []
+    for seed in range(6):
+        lab = SegmentationDataset([s], view, AnatomyAugCfg(anisotropy=0.3, **plain), train=True,
+                                  seed=seed)[0]["label"][0].numpy()
+        rr, cc = np.nonzero(lab > 0)
+        extents.append((rr.max() - rr.min()) / (cc.max() - cc.min()))
+    assert max(extents) / min(extents) > 1.2  # the LV's height/width ratio varies: the heart was stretched
+
+
 def _losses(run: Path) -> list[float]:
     with open(run / "metrics.csv", newline="") as f:
         return [float(r["train_loss"]) for r in csv.DictReader(f)]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lgeclip.io.cohort import load_slice, read_manifest
-from lgeclip.io.emidec import find_cases, ingest_emidec, scar_geometry, wall_word
+from lgeclip.io.emidec import estimate_geometry, find_cases, ingest_emidec, scar_geometry, wall_word
 from lgeclip.io.splits import read_splits
 from lgeclip.report import lge_status
 
@@ -56,6 +56,77 @@ def test_geometry_words():
     assert full["extent"] == "transmural" and full["walls"] == ["anterior"] and full["mvo"]
     assert part["extent"] in ("<50%", "subendocardial") and part["max_fraction"] < 0.5
     assert none["extent"] is None
+
+
+def test_estimate_geometry_recovers_a_known_stretch_and_spacing():
+    """Round hearts drawn on a grid of (1.2, 1.8) mm pixels (stretched 1.5x along the rows) and the volume that
+    grid implies: the estimate gives the spacing back and the corrected LV is round."""
+    sr, sc, z = 1.2, 1.8, 10.0
+    rr, cc = np.mgrid[:160, :160]
+    labels = []
+    for k, (r_endo, tilt) in enumerate([(14, 0.9), (18, 1.1), (20, 1.0), (16, 1.05), (12, 0.95)]):
+        y, x = (rr - 80) * sr, (cc - 78) * sc  # mm
+        d = np.hypot(y * tilt, x / tilt)  # mildly elliptic hearts, axes along and across the grid
+        lab = np.zeros((160, 160), np.uint8)
+        lab[d < r_endo + 9] = 2
+        lab[d < r_endo] = 1
+        lab[(d >= r_endo) & (d < r_endo + 9) & (cc > 90) & (k == 2)] = 3  # scar is myocardium too
+        labels.append(lab)
+    n_myo = sum(int(np.isin(lab, (2, 3, 4)).sum()) for lab in labels)
+    g = estimate_geometry(labels, n_myo * sr * sc * z / 1000.0, slice_spacing_mm=z)
+    assert g["method"] == "official volume"
+    np.testing.assert_allclose(g["spacing_mm"], (sr, sc), rtol=0.03)
+    assert g["circularity_before"] < 0.75 and g["circularity_after"] > 0.85  # (the drawn hearts are mildly elliptic)
+    fallback = estimate_geometry(labels, None, fallback_mm=1.5)
+    assert fallback["method"].startswith("assumed")
+    assert abs(np.prod(fallback["spacing_mm"]) - 2.25) < 1e-6  # the same stretch, the assumed area
+    with pytest.raises(ValueError, match="cannot estimate"):
+        estimate_geometry([np.zeros((8, 8), np.uint8)], 100.0)
+
+
+def _display_point(center, radius, deg):
+    """(row, col) at display angle ``deg`` (0 = image right, 90 = up) around ``center``."""
+    t = np.radians(deg)
+    return (center[0] - radius * np.sin(t), center[1] + radius * np.cos(t))
+
+
+class _RotatedFrame:
+    """A stand-in for RvipFrame: the heart is shown rotated by 180 deg (anterior RVIP down-right, inferior RVIP
+    up-right); the first slice of every case gets no frame."""
+
+    source = "test frame"
+
+    def __call__(self, items):
+        from lgeclip.anatomy.aha import aha_segment_map
+        from lgeclip.anatomy.geometry import lv_center
+
+        out = []
+        for i, (_, _, myo, blood, level) in enumerate(items):
+            if i == 0:
+                out.append((None, "RVIPs missing"))
+                continue
+            c = lv_center(myo, blood)
+            ant, inf = _display_point(c, 12, 300), _display_point(c, 12, 60)
+            out.append((aha_segment_map(myo, ant, inf, level, center=c), ""))
+        return out
+
+
+def test_wall_words_follow_the_rvip_frame(tmp_path):
+    """The scar of Case_P001 sits at the top of the image (display 60-120 deg): "anterior" under the display
+    assumption, "inferior" in a frame whose RVIPs say the heart is upside down."""
+    root = tmp_path / "emidec"
+    _fake_emidec(root)
+    s = ingest_emidec(root, tmp_path / "c", spacing_mm=1.25, frame=_RotatedFrame())
+    assert s["wall_frame"] == {"method": "test frame", "rvip_frame": 15, "display_fallback": 3,
+                               "reasons": {"RVIPs missing": 3}}
+    from lgeclip.io.cohort import patient_key
+
+    with open(tmp_path / "c" / "reports.csv", newline="") as f:
+        text = {r["patient_id"]: r["report_text"] for r in csv.DictReader(f)}[patient_key("Case_P001")]
+    findings = text.split("FINDINGS:")[1].split("IMPRESSION:")[0]
+    assert "inferior" in findings and "anterior" not in findings
+    plain = ingest_emidec(root, tmp_path / "d", spacing_mm=1.25)
+    assert plain["wall_frame"]["method"].startswith("display assumption")
 
 
 def test_fake_layout(tmp_path):
@@ -108,8 +179,13 @@ def test_real_subset(emidec_dir, tmp_path):
             for p in (ip, lp):
                 (sub / p.parent.name).mkdir(parents=True, exist_ok=True)
                 (sub / p.parent.name / p.name).symlink_to(p)
+    (sub / "clinical_and_volumes.csv").symlink_to(emidec_dir / "clinical_and_volumes.csv")
     s = ingest_emidec(sub, tmp_path / "out")
     assert s["n_cases"] == 5 and s["label_group_mismatch"] == []
+    geo = s["geometry"]
+    assert geo["methods"] == {"official volume": 5} and "Case_" not in json.dumps(geo)  # keyed by patient_key
+    assert geo["circularity_after_quantiles"][2] > geo["circularity_before_quantiles"][2]
+    assert 0.6 < geo["spacing_row_mm_quantiles"][2] < 2.5 and 0.6 < geo["spacing_col_mm_quantiles"][2] < 2.5
     assert s["labels"] == {"positive": 3, "negative": 2}
     assert s["n_slices"] == sum(len(cases[c]) for c in pick)
     recs = read_manifest(tmp_path / "out")

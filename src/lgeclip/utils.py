@@ -114,18 +114,27 @@ def config_dir(*parts: str) -> Path:
     return Path(str(files("lgeclip").joinpath("configs", *parts)))
 
 
-def emidec_root() -> Path | None:
-    """Where the EMIDEC PNG data lives: $LGECLIP_EMIDEC, else ../shared/data/emidec_png near the repo or cwd."""
-    env = os.environ.get("LGECLIP_EMIDEC")
-    if env:
-        p = Path(env)
+def _shared_data(env: str, name: str) -> Path | None:
+    value = os.environ.get(env)
+    if value:
+        p = Path(value)
         return p if p.is_dir() else None
     here = Path(__file__).resolve()
     for base in [Path.cwd(), *here.parents]:
-        cand = base.parent / "shared" / "data" / "emidec_png"
+        cand = base.parent / "shared" / "data" / name
         if cand.is_dir():
             return cand
     return None
+
+
+def emidec_root() -> Path | None:
+    """Where the EMIDEC PNG data lives: $LGECLIP_EMIDEC, else ../shared/data/emidec_png near the repo or cwd."""
+    return _shared_data("LGECLIP_EMIDEC", "emidec_png")
+
+
+def acdc_root() -> Path | None:
+    """Where the ACDC NIfTI data lives: $LGECLIP_ACDC, else ../shared/data/acdc near the repo or cwd."""
+    return _shared_data("LGECLIP_ACDC", "acdc")
 
 
 def csv_text(header: tuple[str, ...] | list[str], rows: list[dict] | list[tuple]) -> str:

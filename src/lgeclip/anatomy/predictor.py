@@ -63,12 +63,19 @@ class LandmarkNetCfg:
     sigma_px: float = 2.0  # Gaussian target sigma in view pixels
     loss: Literal["softmax_ce", "mse"] = "softmax_ce"  # spatial-softmax cross-entropy (fast) or heatmap MSE
     mse_scale: float = 100.0  # MSE multiplier (peaks are 1, most pixels 0)
+    # inference priors (stored with the run, so its folder rebuilds the same predictor):
+    band_mm: float = 0.0  # > 0: each heatmap is searched only within this distance of the predicted myocardium
+    #                       (RVIPs lie on the epicardium); 0 = the whole view
+    rotation_tta: bool = False  # average the heatmaps over the view and its 90/180/270-degree rotations; only for
+    #                             nets whose point names follow handedness (trained with full rotation)
 
     def __post_init__(self) -> None:
         if len(self.decoder_channels) not in (4, 5) or min(self.decoder_channels) <= 0:
             raise ValueError(f"net.decoder_channels needs 4 or 5 positive ints, got {self.decoder_channels}")
         if self.sigma_px <= 0:
             raise ValueError(f"net.sigma_px must be > 0, got {self.sigma_px}")
+        if self.band_mm < 0:
+            raise ValueError(f"net.band_mm must be >= 0, got {self.band_mm}")
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -253,6 +260,31 @@ class AnatomyPredictor:
             probs = probs + (np.flip(p, tuple(a + 2 for a in axes)) if axes else p)
         return np.asarray(probs / len(flips), np.float32)  # (N, 3, S, S)
 
+    def _landmark_logits(self, views: list[np.ndarray], myo_views: list[np.ndarray]) -> np.ndarray:
+        """Heatmap logits (N, K, S, S) with the inference priors of ``lm_cfg`` (rotation TTA, myocardium band)."""
+        from scipy import ndimage as ndi
+
+        ks = (0, 1, 2, 3) if self.lm_cfg.rotation_tta else (0,)
+        acc = 0.0
+        for k in ks:  # rot90 keeps handedness, so channel names stay; rotate the output back
+            out = self._run(self.landmark_net, [np.ascontiguousarray(np.rot90(v, k)) for v in views])
+            if self.lm_cfg.loss == "softmax_ce":  # average log-probabilities of the spatial softmax
+                flat = out.reshape(out.shape[0], out.shape[1], -1)
+                flat = flat - flat.max(-1, keepdims=True)
+                out = (flat - np.log(np.exp(flat).sum(-1, keepdims=True))).reshape(out.shape)
+            acc = acc + np.rot90(out, -k, axes=(2, 3))
+        logits = np.ascontiguousarray(acc / len(ks), dtype=np.float32)
+        if self.lm_cfg.band_mm > 0:
+            band_px = self.lm_cfg.band_mm / self.lm_view.pixel_mm
+            for i, m in enumerate(myo_views):
+                if m.any():
+                    far = ndi.distance_transform_edt(~m) > band_px
+                    if self.lm_cfg.loss == "softmax_ce":
+                        logits[i][:, far] = -1e4
+                    else:
+                        logits[i][:, far] = 0.0
+        return logits
+
     def _decode(self, logits: np.ndarray) -> np.ndarray:
         import torch
 
@@ -316,7 +348,9 @@ class AnatomyPredictor:
         lm_normed = normed if tuple(lv.percentiles) == tuple(sv.percentiles) else \
             [normalise_intensity(im, lv.percentiles) for im in imgs]
         g3 = [crop_geometry(c, sp, lv.size, lv.pixel_mm) for (_, _, c), sp in zip(seg_out, spacings, strict=True)]
-        pts = self._decode(self._run(self.landmark_net, [g.sample(n) for g, n in zip(g3, lm_normed, strict=True)]))
+        pts = self._decode(self._landmark_logits([g.sample(n) for g, n in zip(g3, lm_normed, strict=True)],
+                                                 [g.sample(m.astype(np.float32)) > 0.5
+                                                  for g, (m, _, _) in zip(g3, seg_out, strict=True)]))
         results = []
         for (myo, blood, c), g, p in zip(seg_out, g3, pts, strict=True):
             nat = g.to_native(p)

@@ -95,6 +95,8 @@ def _emidec_subset(root: Path, out: Path, n_cases: int) -> Path:
             if p.name.split("_slice")[0] in pick:
                 os.symlink(p.resolve(), sub / img_dir / p.name)
                 os.symlink((root / lab_dir / p.name).resolve(), sub / lab_dir / p.name)
+    if (root / "clinical_and_volumes.csv").is_file():  # the official volumes give each case's pixel spacing
+        os.symlink((root / "clinical_and_volumes.csv").resolve(), sub / "clinical_and_volumes.csv")
     return sub
 
 

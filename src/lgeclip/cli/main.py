@@ -57,12 +57,38 @@ def ingest(
 def ingest_emidec_cmd(
     emidec_dir: Path = typer.Argument(..., help="EMIDEC PNG folder (train/, trainannot/, val/, valannot/)."),
     out: Path = typer.Option(..., help="Cohort folder to write."),
-    spacing_mm: float = typer.Option(1.5, help="Assumed pixel spacing (the PNGs do not keep it)."),
+    spacing_mm: float | None = typer.Option(None, help="Fixed pixel spacing (default: estimated per case from LV "
+                                            "circularity and the official volumes)."),
+    slice_spacing_mm: float = typer.Option(10.0, help="Slice spacing used with the official volumes (mm)."),
+    seg: Path | None = typer.Option(None, help="Segmentation run: with --landmarks, name the walls of the "
+                                    "reports in the RVIP frame (AHA segments) instead of the assumed display."),
+    landmarks: Path | None = typer.Option(None, help="RVIP run (see --seg)."),
 ) -> None:
     """Read EMIDEC PNG slices + labels into a cohort, with label-derived reports."""
     from lgeclip.io.emidec import ingest_emidec
 
-    _print(ingest_emidec(emidec_dir, out, spacing_mm=spacing_mm))
+    frame = None
+    if (seg is None) != (landmarks is None):
+        raise typer.BadParameter("--seg and --landmarks go together")
+    if seg is not None:
+        from lgeclip.anatomy.frames import RvipFrame
+
+        frame = RvipFrame.from_run_dirs(seg, landmarks)
+    _print(ingest_emidec(emidec_dir, out, spacing_mm=spacing_mm, slice_spacing_mm=slice_spacing_mm, frame=frame))
+
+
+@app.command("ingest-acdc")
+def ingest_acdc_cmd(
+    acdc_dir: Path = typer.Argument(..., help="ACDC folder (patientNNN/ with Info.cfg and NIfTI, or training/)."),
+    out: Path = typer.Option(..., help="Cohort folder to write."),
+    frames: str = typer.Option("ED,ES", help="Frames to read, from Info.cfg keys (comma-separated)."),
+    touch_mm: float = typer.Option(3.0, help="RV / myocardium contact distance for the RVIP arc (mm)."),
+) -> None:
+    """Read ACDC cine NIfTI (RV, myocardium, LV labels) into an anatomy cohort with RVIP truth."""
+    from lgeclip.io.acdc import ingest_acdc
+
+    _print(ingest_acdc(acdc_dir, out, frames=tuple(f.strip() for f in frames.split(",") if f.strip()),
+                       touch_mm=touch_mm))
 
 
 @app.command("train-seg")

@@ -2,8 +2,11 @@
 
 Samples mirror the two-pass inference of ``lgeclip.anatomy.predictor``: LV crops of ``view.pixel_mm`` mm pixels
 around the truth LV centre (jittered, rotated, flipped, intensity-augmented) and, for the segmentation net,
-some whole-image views (pass 1). Flips move the RV insertion points but never swap their names: the anterior
-RVIP stays channel 0. Each item draws its randomness from ``np.random.default_rng([seed, epoch, index])``.
+some whole-image views (pass 1). Flips move the RV insertion points; by default they keep their names (the
+anterior RVIP stays channel 0: "anterior is up"), with ``aug.flip_swaps_rvip`` the names follow handedness instead
+(a mirrored view swaps them). ``aug.appearance`` re-renders views from their labels (SynthSeg-style) so that cine and
+phantom anatomy look like any LGE; ``aug.anisotropy`` stretches them. Each item draws its randomness from
+``np.random.default_rng([seed, epoch, index])``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,39 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass
+class AppearanceCfg:
+    """Label-driven appearance randomisation (the SynthSeg idea, on real textures): with probability ``prob`` each
+    labelled region (background, LV blood pool, myocardium, RV cavity) gets its own random mean and contrast, so
+    cine bSSFP and phantom anatomy take the looks of any LGE: myocardium nulled dark or grey, bright blood, bright
+    enhancement patches inside the wall (scar is myocardium too), a smooth multiplicative bias field, blur, and
+    occasionally inverted contrast (PSIR vs magnitude). Intensities are in the normalised [0, 1] range."""
+
+    prob: float = 0.0  # fraction of training samples re-rendered (0 = off)
+    blood: tuple[float, float] = (0.55, 1.0)  # LV blood pool mean
+    rv_delta: float = 0.1  # RV cavity mean = blood mean + U(-d, d)
+    myo_null_prob: float = 0.6  # myocardium nulled (dark) rather than grey
+    myo_dark: tuple[float, float] = (0.0, 0.15)
+    myo_grey: tuple[float, float] = (0.2, 0.5)
+    texture: tuple[float, float] = (0.2, 1.0)  # in-region contrast kept from the source image
+    background_gain: tuple[float, float] = (0.5, 1.3)
+    patch_prob: float = 0.5  # bright enhancement patches inside the myocardium
+    patch_max: int = 3
+    patch_radius_mm: tuple[float, float] = (3.0, 10.0)
+    bias: float = 0.3  # bias field: exp(N(0, bias)) on a 4x4 grid, smoothly upsampled
+    blur_px: float = 1.0  # Gaussian blur sigma drawn in [0, blur_px]
+    invert_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("prob", "myo_null_prob", "patch_prob", "invert_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"aug.appearance.{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("blood", "myo_dark", "myo_grey", "texture", "background_gain", "patch_radius_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"aug.appearance.{name} must be an ordered non-negative range, got {(lo, hi)}")
+
+
+@dataclass
 class AnatomyAugCfg:
     """Random view and intensity augmentation of training samples (validation samples are not augmented)."""
 
@@ -38,6 +74,11 @@ class AnatomyAugCfg:
     contrast: tuple[float, float] = (0.8, 1.2)  # intensity scale range
     brightness: float = 0.1  # additive offset, uniform in [-b, b]
     noise_std: float = 0.04  # additive Gaussian noise std drawn uniform in [0, noise_std]
+    anisotropy: float = 0.0  # per-axis pixel size jitter: row and column scaled by exp(U(-a, a)) independently
+    # names follow handedness: an odd number of flips swaps the anterior / inferior RVIP channels, so with full
+    # rotation the net must name the points by the clockwise order of the RV arc (standard display), not by "up"
+    flip_swaps_rvip: bool = False
+    appearance: AppearanceCfg = field(default_factory=lambda: AppearanceCfg())
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -50,6 +91,10 @@ class AnatomyAugCfg:
                 raise ValueError(f"aug.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.jitter_mm < 0 or self.rotate_deg < 0 or self.noise_std < 0 or self.brightness < 0:
             raise ValueError("aug.jitter_mm, rotate_deg, noise_std and brightness must be >= 0")
+        if not 0 <= self.anisotropy <= 0.5:
+            raise ValueError(f"aug.anisotropy must be in [0, 0.5], got {self.anisotropy}")
+        if isinstance(self.appearance, dict):
+            self.appearance = AppearanceCfg(**self.appearance)
 
 
 @dataclass
@@ -90,6 +135,7 @@ class AnatomySlice:
     labels: np.ndarray
     center: tuple[float, float]  # truth LV centre (row, col)
     rvip: np.ndarray  # (2, 2) float32, NaN if unknown
+    rv: np.ndarray | None = None  # RV cavity mask (H, W) uint8 where the cohort labels it
 
 
 def cohort_splits(cohort: Path, fold: int = 0) -> dict[str, str]:
@@ -138,11 +184,54 @@ def load_anatomy_slices(cohorts: list[Path], need_rvip: bool, cfg: AnatomyDataCf
             spacing = (float(sp[0]), float(sp[-1]))
             out.append(AnatomySlice(rec.slice_id, rec.patient_key, str(cohort), s,
                                     normalise_intensity(arr["image"], view.percentiles), spacing, labels,
-                                    lv_center(myo, blood), rvip))
+                                    lv_center(myo, blood), rvip,
+                                    (arr["rv"] > 0).astype(np.uint8) if "rv" in arr else None))
             c["used"] += 1
         stats["cohorts"][str(cohort)] = c
     stats["n_slices"] = len(out)
     return out, stats
+
+
+def randomise_appearance(img: np.ndarray, labels: np.ndarray, pixel_mm: float, cfg: AppearanceCfg,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Re-render a view ``img`` (S, S) in [0, 1] from its ``labels`` (0 background, 1 blood pool, 2 myocardium,
+    3 RV cavity): per region a random mean plus a random fraction of the source texture, soft region borders,
+    enhancement patches in the myocardium, bias field and blur (see :class:`AppearanceCfg`)."""
+    from scipy import ndimage as ndi
+
+    blood = rng.uniform(*cfg.blood)
+    myo = rng.uniform(*(cfg.myo_dark if rng.random() < cfg.myo_null_prob else cfg.myo_grey))
+    means = {1: blood, 2: myo, 3: float(np.clip(blood + rng.uniform(-cfg.rv_delta, cfg.rv_delta), 0, 1))}
+    gain = rng.uniform(*cfg.background_gain)
+    out = img * gain  # background keeps its texture, rescaled
+    for c, m in means.items():
+        region = labels == c
+        if not region.any():
+            continue
+        soft = ndi.gaussian_filter(region.astype(np.float32), 0.7)
+        tex = (img - float(img[region].mean())) * rng.uniform(*cfg.texture)
+        out = out * (1 - soft) + (m + tex) * soft
+    wall = labels == 2
+    if wall.any() and rng.random() < cfg.patch_prob:
+        rr, cc = np.nonzero(wall)
+        yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+        patch = np.zeros(img.shape, np.float32)
+        for _ in range(int(rng.integers(1, cfg.patch_max + 1))):
+            i = int(rng.integers(len(rr)))
+            rad = rng.uniform(*cfg.patch_radius_mm) / pixel_mm
+            patch = np.maximum(patch, np.exp(-((yy - rr[i]) ** 2 + (xx - cc[i]) ** 2) / (2 * rad**2)))
+        level = rng.uniform(0.6, 1.0) * blood
+        soft_wall = ndi.gaussian_filter(wall.astype(np.float32), 0.7)
+        out = out + soft_wall * patch * max(level - myo, 0.0)
+    if cfg.bias > 0:
+        field_ = ndi.zoom(rng.normal(0, cfg.bias, (4, 4)), np.array(img.shape) / 4.0, order=3, mode="nearest")
+        out = out * np.exp(field_[: img.shape[0], : img.shape[1]])
+    if cfg.blur_px > 0:
+        out = ndi.gaussian_filter(out, rng.uniform(0, cfg.blur_px))
+    out = np.clip(out, 0.0, 1.0)
+    if rng.random() < cfg.invert_prob:
+        out = 1.0 - out
+    return out.astype(np.float32)
 
 
 def _augment_intensity(img: np.ndarray, aug: AnatomyAugCfg, rng: np.random.Generator) -> np.ndarray:
@@ -175,16 +264,27 @@ class _AnatomyDataset(Dataset):
         angle = rng.uniform(-a.rotate_deg, a.rotate_deg)
         flr, fud = rng.random() < a.flip_lr_prob, rng.random() < a.flip_ud_prob
         zoom = np.exp(rng.uniform(np.log(a.zoom[0]), np.log(a.zoom[1])))
+        # anisotropy: the slice is seen as if its rows / columns had other pixel sizes (a stretched heart)
+        spacing = s.spacing
+        if a.anisotropy > 0:
+            f = np.exp(rng.uniform(-a.anisotropy, a.anisotropy, 2))
+            spacing = (s.spacing[0] * float(f[0]), s.spacing[1] * float(f[1]))
         if whole:
             shift = rng.uniform(-a.whole_shift, a.whole_shift, 2)
-            return whole_image_geometry(s.image.shape, s.spacing, v.size, 1.0 / zoom, shift, angle, flr, fud)
+            return whole_image_geometry(s.image.shape, spacing, v.size, 1.0 / zoom, shift, angle, flr, fud)
         r, t = a.jitter_mm * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
         center = (s.center[0] + r * np.cos(t) / s.spacing[0], s.center[1] + r * np.sin(t) / s.spacing[1])
-        return crop_geometry(center, s.spacing, v.size, v.pixel_mm * zoom, angle, flr, fud)
+        g = crop_geometry(center, spacing, v.size, v.pixel_mm * zoom, angle, flr, fud)
+        return g
 
     def _image(self, s: AnatomySlice, g: CropGeometry, rng: np.random.Generator) -> np.ndarray:
         img = g.sample(s.image)
         if self.train and self.aug.enabled:
+            app = self.aug.appearance
+            if app.prob > 0 and rng.random() < app.prob:
+                lab = s.labels if s.rv is None else np.where((s.rv > 0) & (s.labels == 0), 3, s.labels)
+                mm = float(np.sqrt(abs(np.linalg.det(g.matrix)) * s.spacing[0] * s.spacing[1]))
+                img = randomise_appearance(img, g.sample_labels(lab, 4), mm, app, rng)
             img = _augment_intensity(img, self.aug, rng)
         return img
 
@@ -215,7 +315,9 @@ class LandmarkDataset(_AnatomyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         g = self._geometry(s, rng, whole=False)
         img = self._image(s, g, rng)
-        pts = g.to_view(s.rvip).astype(np.float32)  # names kept under flips: row 0 stays anterior
+        pts = g.to_view(s.rvip).astype(np.float32)  # names kept under flips: row 0 stays anterior ...
+        if self.train and self.aug.enabled and self.aug.flip_swaps_rvip and np.linalg.det(g.matrix) < 0:
+            pts = pts[::-1].copy()  # ... unless names follow handedness: a mirrored view swaps them
         valid = np.all((pts >= 0) & (pts <= self.view.size - 1), axis=1) & np.all(np.isfinite(pts), axis=1)
         pts = np.nan_to_num(pts, nan=-1.0)
         return {"image": torch.from_numpy(img[None]), "points": torch.from_numpy(pts),

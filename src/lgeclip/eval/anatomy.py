@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lgeclip.anatomy.aha import aha_segment_map
 from lgeclip.anatomy.predictor import AnatomyPredictor
 from lgeclip.data.anatomy import SPLITS, cohort_splits
 from lgeclip.io.cohort import load_slice, read_manifest
+from lgeclip.preprocess.chain import plausibility_problem
 from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger
 
 
@@ -42,6 +44,17 @@ def _stats(values: list[float]) -> dict:
         return {"n": 0, "median": None, "p90": None, "mean": None}
     return {"n": int(v.size), "median": float(np.median(v)), "p90": float(np.percentile(v, 90)),
             "mean": float(v.mean())}
+
+
+def _reason_counts(problems: list[str]) -> dict[str, int]:
+    """Counts per reason, numbers stripped so that one kind of failure is one entry."""
+    import re
+
+    out: dict[str, int] = {}
+    for p in problems:
+        k = re.sub(r"-?\d+(\.\d+)?", "#", p)
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _run_fold(seg_run: Path) -> int:
@@ -82,9 +95,11 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
             true_myo = np.asarray(a["myocardium"]) > 0
             row = {"slice_id": r.slice_id, "patient_key": r.patient_key, "level": r.level, "failed": res is None,
                    "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan,
-                   "myo_true_px": int(true_myo.sum()), "myo_pred_px": 0, "myo_overlap_px": 0}
+                   "myo_true_px": int(true_myo.sum()), "myo_pred_px": 0, "myo_overlap_px": 0,
+                   "problem": "anatomy failed"}
             truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
             if res is not None:
+                row["problem"] = plausibility_problem(res, sp) or ""
                 pred_myo = np.asarray(res.myocardium) > 0
                 row["dice_myo"] = dice(pred_myo, true_myo)
                 row["myo_pred_px"], row["myo_overlap_px"] = int(pred_myo.sum()), int((pred_myo & true_myo).sum())
@@ -112,6 +127,9 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
                                for lv in sorted({r["level"] for r in rows})},
         "dice_blood_mean": float(np.mean([r["dice_blood"] for r in rows])),
         "rvip_mm": {"anterior": _stats(ant), "inferior": _stats(inf), "pooled": _stats(ant + inf)},
+        # the preprocessing checks (default recipe, no rvip_fallback) on the predicted anatomy
+        "plausible_fraction": float(np.mean([r["problem"] == "" for r in rows])),
+        "implausible_reasons": _reason_counts([r["problem"] for r in rows if r["problem"]]),
         "dice_myo_per_patient": per_patient,
         "dice_myo_volume_per_patient": per_patient_volume,
     }
@@ -126,7 +144,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     summary["out"] = str(out)
     log.info(f"anatomy eval {cohort} [{split}]: Dice myo {summary['dice_myo_mean']:.3f} over {len(rows)} slices "
              f"(patient volumes {summary['dice_myo_volume_mean']:.3f}), "
-             f"RVIP pooled median {summary['rvip_mm']['pooled']['median']} mm, {summary['n_failed']} failed")
+             f"RVIP pooled median {summary['rvip_mm']['pooled']['median']} mm, {summary['n_failed']} failed, "
+             f"{100 * summary['plausible_fraction']:.0f}% plausible")
     return summary
 
 
@@ -146,7 +165,8 @@ def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:
     for ax, (sid, a, res, row) in zip(axes.ravel(), shown, strict=False):
         img = np.asarray(a["image"], float)
         lo, hi = np.percentile(img, (1, 99))
-        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        sp = np.asarray(a["spacing_mm"], float).reshape(-1)
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, aspect=sp[0] / sp[-1])  # square millimetres on screen
         if a.get("myocardium") is not None and a["myocardium"].any():
             ax.contour(a["myocardium"], levels=[0.5], colors="lime", linewidths=0.8)
         truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
@@ -156,11 +176,18 @@ def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:
         if res is not None:
             if res.myocardium.any():
                 ax.contour(res.myocardium, levels=[0.5], colors="red", linewidths=0.8)
+            if row.get("problem") == "":  # plausible: the AHA segments these RVIPs place (numbers at their centres)
+                seg = aha_segment_map(res.myocardium, tuple(res.rvip[0]), tuple(res.rvip[1]), row["level"],
+                                      center=tuple(res.lv_center))
+                ax.imshow(np.ma.masked_equal(seg, 0), cmap="tab20", vmin=1, vmax=20, alpha=0.35,
+                          aspect=sp[0] / sp[-1], interpolation="nearest")
+                for v in np.unique(seg[seg > 0]):
+                    rr, cc = np.nonzero(seg == v)
+                    ax.text(cc.mean(), rr.mean(), str(int(v)), color="white", fontsize=6, ha="center", va="center")
             for k, lab in enumerate("AI"):
                 r, c = res.rvip[k]
                 ax.plot(c, r, "x", color="red", ms=6)
                 ax.text(c + 2, r - 2, lab, color="yellow", fontsize=8)
-            sp = np.asarray(a["spacing_mm"], float).reshape(-1)
             cr, cc = res.lv_center
             ax.set_xlim(cc - half_mm / sp[-1], cc + half_mm / sp[-1])
             ax.set_ylim(cr + half_mm / sp[0], cr - half_mm / sp[0])
@@ -170,7 +197,8 @@ def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:
         else:
             title = "no LV found"
         ax.set_title(f"{sid[-14:]}\n{title}", fontsize=7)
-    fig.suptitle("red: predicted myocardium / RVIPs (A anterior, I inferior); green: truth", fontsize=8)
+    fig.suptitle("red: predicted myocardium / RVIPs (A anterior, I inferior); green: truth; colours + numbers: AHA "
+                 "segments from the predicted RVIPs (plausible slices)", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

@@ -6,7 +6,8 @@ The anatomy nets (``data.fold``), the preprocessed cache (``fold``) and cross-va
 from this file, so a patient tested by one stage was never trained on or selected on by another. Keys are the
 salted pseudonymous ``patient_key`` of the manifest (no PHI). Layout::
 
-    {"version": 1, "seed", "n_folds", "val_fraction", "stratified_by": "report label", "default_fold": 0,
+    {"version": 1, "seed", "n_folds", "val_fraction", "stratified_by": "report label" (or a named stratum),
+     "default_fold": 0,
      "patients": {key: {"label", "fold"}}, "folds": [{"train": [...], "val": [...], "test": [...]}, ...]}
 
 The file is never re-split silently: a manifest whose patients differ from the file's is an error.
@@ -71,8 +72,9 @@ def fold_splits(labels: dict[str, str], fold_of: dict[str, int], fold: int, val_
 
 
 def make_splits(labels: dict[str, str], n_folds: int = DEFAULT_N_FOLDS, seed: int = DEFAULT_SEED,
-                val_fraction: float = DEFAULT_VAL_FRACTION) -> dict:
-    """The ``splits.json`` content for patients ``labels`` (patient_key -> report label, each label a stratum).
+                val_fraction: float = DEFAULT_VAL_FRACTION, stratified_by: str = "report label") -> dict:
+    """The ``splits.json`` content for patients ``labels`` (patient_key -> stratum: the report label, or what
+    ``stratified_by`` names, e.g. a cohort's diagnostic group).
 
     A cohort with fewer patients than folds is allowed (the last folds then test nobody)."""
     if n_folds < 2:
@@ -85,7 +87,7 @@ def make_splits(labels: dict[str, str], n_folds: int = DEFAULT_N_FOLDS, seed: in
         s = fold_splits(labels, fold_of, f, val_fraction, seed)
         folds.append({name: sorted(k for k, v in s.items() if v == name) for name in SPLIT_NAMES})
     return {"version": SPLITS_VERSION, "seed": int(seed), "n_folds": int(n_folds), "val_fraction": float(val_fraction),
-            "stratified_by": "report label", "default_fold": 0,
+            "stratified_by": stratified_by, "default_fold": 0,
             "patients": {k: {"label": labels[k], "fold": int(fold_of[k])} for k in sorted(labels)}, "folds": folds}
 
 

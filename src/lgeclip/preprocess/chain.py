@@ -160,6 +160,18 @@ def _check_native(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) ->
     return problem
 
 
+def plausibility_problem(anatomy: AnatomyResult, spacing_mm, cfg: PreprocessCfg | None = None) -> str | None:
+    """Why the anatomy of a slice fails the preprocessing checks (LV, then RVIPs, as without ``rvip_fallback``);
+    None when the slice can be oriented and mapped to AHA segments."""
+    cfg = cfg or PreprocessCfg()
+    sp = np.asarray(spacing_mm, float).reshape(-1)
+    sp = np.array([sp[0], sp[-1]])
+    try:
+        return _check_native(anatomy, sp, cfg)
+    except ImplausibleSlice as e:
+        return e.reason
+
+
 def _rvip_problem(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> str | None:
     """Why the RVIPs cannot orient this slice or place its AHA segments (None when they are plausible)."""
     if not anatomy.has_rvip:
