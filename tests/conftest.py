@@ -11,19 +11,19 @@ from lgeclip.utils import acdc_root, emidec_root
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _data_or_skip(root, what: str, env: str, place: str):
+    if root is None:
+        pytest.skip(f"{what} not found (set {env} or place it at ../shared/data/{place})")
+    return root
+
+
 @pytest.fixture(scope="session")
 def emidec_dir():
     """EMIDEC PNG folder, or skip when it is not on this machine."""
-    root = emidec_root()
-    if root is None:
-        pytest.skip("EMIDEC PNG data not found (set LGECLIP_EMIDEC or place it at ../shared/data/emidec_png)")
-    return root
+    return _data_or_skip(emidec_root(), "EMIDEC PNG data", "LGECLIP_EMIDEC", "emidec_png")
 
 
 @pytest.fixture(scope="session")
 def acdc_dir():
     """ACDC NIfTI folder, or skip when it is not on this machine."""
-    root = acdc_root()
-    if root is None:
-        pytest.skip("ACDC NIfTI data not found (set LGECLIP_ACDC or place it at ../shared/data/acdc)")
-    return root
+    return _data_or_skip(acdc_root(), "ACDC NIfTI data", "LGECLIP_ACDC", "acdc")

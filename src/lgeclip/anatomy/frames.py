@@ -23,18 +23,16 @@ class RvipFrame:
     """AHA segment maps of labelled slices from a predictor's RVIPs (see module docstring)."""
 
     def __init__(self, predictor, min_distance_mm: float = 8.0, min_angle_deg: float = 20.0,
-                 max_angle_deg: float = 178.0) -> None:
-        self.predictor = predictor
+                 max_angle_deg: float = 178.0, source: str = "anatomy nets") -> None:
+        self.predictor, self.source = predictor, source  # source: named in the cohort's summary
         self.min_distance_mm, self.min_angle_deg, self.max_angle_deg = min_distance_mm, min_angle_deg, max_angle_deg
-        self.source = getattr(predictor, "source", "anatomy nets")
 
     @classmethod
     def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None) -> RvipFrame:
         from lgeclip.anatomy.predictor import AnatomyPredictor
 
-        frame = cls(AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device))
-        frame.source = f"RVIPs of {Path(landmarks_run).name} (LV from {Path(seg_run).name})"
-        return frame
+        return cls(AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device),
+                   source=f"RVIPs of {Path(landmarks_run).name} (LV from {Path(seg_run).name})")
 
     def _problem(self, rvip: np.ndarray, center: tuple[float, float], spacing: np.ndarray) -> str:
         if not np.all(np.isfinite(rvip)):
