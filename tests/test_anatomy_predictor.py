@@ -248,6 +248,43 @@ def test_landmark_priors_band_and_rotation_tta():
         LandmarkNetCfg(band_mm=-1.0)
 
 
+def _two_peaks(points_and_heights, size=128, sigma=3.0) -> np.ndarray:
+    """A log-probability map (size, size) with Gaussian bumps at the given (row, col) with the given heights."""
+    r, c = np.mgrid[:size, :size].astype(np.float32)
+    m = np.full((size, size), -20.0, np.float32)
+    for (pr, pc), h in points_and_heights:
+        m = np.maximum(m, h - ((r - pr) ** 2 + (c - pc) ** 2) / (2 * sigma**2))
+    return m
+
+
+def test_joint_decoding_separates_collapsed_rvips():
+    """Both heatmaps peak at the same end of the RV; the inferior one also has a weaker mode 80 deg away. With the
+    separation prior the pair is re-picked from the local maxima: anterior keeps its peak, inferior takes its
+    second mode (its score is higher than moving the anterior one); without the prior both stay collapsed."""
+    from lgeclip.anatomy.predictor import separated_peaks
+
+    ctr = np.array([63.5, 63.5])
+    ant_peak, inf_second = (33.5, 63.5), (63.5 - 30 * np.cos(np.radians(80)), 63.5 - 30 * np.sin(np.radians(80)))
+    scores = np.stack([_two_peaks([(ant_peak, 0.0), ((60.0, 34.0), -9.0)]),
+                       _two_peaks([((34.5, 64.5), 0.0), (inf_second, -2.0)])])
+    view = ViewCfg(size=128, pixel_mm=1.0, percentiles=(0.0, 100.0))
+    pred = AnatomyPredictor(FakeSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu")
+    collapsed = pred._decode(scores[None].copy())[0]
+    assert np.hypot(*(collapsed[0] - collapsed[1])) < 3
+    pred.lm_cfg.min_separation_mm, pred.lm_cfg.min_angle_deg = 10.0, 30.0
+    fixed = pred._decode(scores[None].copy())[0]
+    np.testing.assert_allclose(fixed[0], ant_peak, atol=0.3)
+    np.testing.assert_allclose(fixed[1], inf_second, atol=0.3)
+    assert np.abs(np.array(separated_peaks(scores, ctr, 10.0, 30.0)) - np.array([ant_peak, inf_second])).max() <= 1
+    # a plausible pair is left as it was; no pair at all satisfying the prior -> None (and the peaks are kept)
+    apart = np.stack([_two_peaks([(ant_peak, 0.0)]), _two_peaks([(inf_second, 0.0)])])
+    np.testing.assert_allclose(pred._decode(apart[None].copy())[0], [ant_peak, inf_second], atol=0.3)
+    one_mode = np.stack([_two_peaks([(ant_peak, 0.0)]), _two_peaks([((34.5, 64.5), 0.0)])])
+    assert separated_peaks(one_mode, ctr, 10.0, 30.0) is None
+    with pytest.raises(ValueError, match="min_angle_deg"):
+        LandmarkNetCfg(min_angle_deg=180.0)
+
+
 def test_rvip_frame_names_walls_of_labelled_slices():
     from lgeclip.anatomy.frames import RvipFrame
 

@@ -68,6 +68,11 @@ class LandmarkNetCfg:
     #                       (RVIPs lie on the epicardium); 0 = the whole view
     rotation_tta: bool = False  # average the heatmaps over the view and its 90/180/270-degree rotations; only for
     #                             nets whose point names follow handedness (trained with full rotation)
+    # joint decoding: when the two peaks lie closer than min_separation_mm or subtend less than min_angle_deg at the
+    # LV centre (both heatmaps on one end of the RV), the pair of local maxima with the highest summed log-probability
+    # that satisfies both is taken instead (RVIPs sit at the two ends of the RV's attachment); 0 = off
+    min_separation_mm: float = 0.0
+    min_angle_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.decoder_channels) not in (4, 5) or min(self.decoder_channels) <= 0:
@@ -76,6 +81,9 @@ class LandmarkNetCfg:
             raise ValueError(f"net.sigma_px must be > 0, got {self.sigma_px}")
         if self.band_mm < 0:
             raise ValueError(f"net.band_mm must be >= 0, got {self.band_mm}")
+        if self.min_separation_mm < 0 or not 0 <= self.min_angle_deg < 180:
+            raise ValueError(f"net.min_separation_mm must be >= 0 and net.min_angle_deg in [0, 180), got "
+                             f"{self.min_separation_mm}, {self.min_angle_deg}")
 
 
 # -------------------------------------------------------------------------------------------- geometry
@@ -89,6 +97,36 @@ def normalise_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 
     if hi - lo < 1e-6:
         hi = lo + 1.0
     return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def _pair_ok(pts: np.ndarray, centre: np.ndarray, min_sep_px: float, min_angle_deg: float) -> bool:
+    a, b = pts[0] - centre, pts[1] - centre
+    if np.hypot(*(pts[0] - pts[1])) < min_sep_px:
+        return False
+    cos = float(np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9))
+    return bool(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) >= min_angle_deg)
+
+
+def separated_peaks(scores: np.ndarray, centre: np.ndarray, min_sep_px: float, min_angle_deg: float,
+                    n_candidates: int = 8, window: int = 5, max_drop: float = 10.0) -> list[tuple[int, int]] | None:
+    """The pair (one local maximum per heatmap of ``scores`` (2, H, W), log-probabilities) with the highest summed
+    score among pairs at least ``min_sep_px`` apart and subtending at least ``min_angle_deg`` at ``centre``;
+    candidates are each map's ``n_candidates`` best local maxima (``window``-pixel neighbourhoods) within
+    ``max_drop`` of its best (a mode with e^-10 of the peak's probability is no mode). None when no pair
+    qualifies. Returns [(row, col) of map 0, (row, col) of map 1]."""
+    from scipy import ndimage as ndi
+
+    cands = []
+    for m in scores:
+        peaks = np.argwhere((m == ndi.maximum_filter(m, size=window)) & (m >= m.max() - max_drop))
+        order = np.argsort(-m[peaks[:, 0], peaks[:, 1]])[:n_candidates]
+        cands.append([(tuple(int(v) for v in peaks[j]), float(m[peaks[j][0], peaks[j][1]])) for j in order])
+    best, best_score = None, -np.inf
+    for pa, sa in cands[0]:
+        for pb, sb in cands[1]:
+            if sa + sb > best_score and _pair_ok(np.array([pa, pb], float), centre, min_sep_px, min_angle_deg):
+                best, best_score = [pa, pb], sa + sb
+    return best
 
 
 @dataclass(frozen=True)
@@ -286,14 +324,35 @@ class AnatomyPredictor:
         return logits
 
     def _decode(self, logits: np.ndarray) -> np.ndarray:
+        """Sub-pixel points (N, K, 2) in view pixels; with ``min_separation_mm`` / ``min_angle_deg`` set, pairs that
+        violate them are re-picked by :func:`separated_peaks` (the view is centred on the LV)."""
         import torch
 
         from lgeclip.anatomy.nets import decode_heatmaps
 
-        t = torch.from_numpy(logits)
-        if self.lm_cfg.loss == "softmax_ce":
-            return decode_heatmaps(t, log_input=True).numpy()
-        return decode_heatmaps(t.clamp_min(1e-6)).numpy()  # (N, K, 2)
+        log_input = self.lm_cfg.loss == "softmax_ce"
+        scores = logits if log_input else np.log(np.clip(logits, 1e-6, None))
+
+        def decode(x: np.ndarray) -> np.ndarray:
+            return decode_heatmaps(torch.from_numpy(np.ascontiguousarray(x)), log_input=True).numpy()
+
+        pts = decode(scores)  # (N, K, 2)
+        cfg, px = self.lm_cfg, self.lm_view.pixel_mm
+        if (cfg.min_separation_mm <= 0 and cfg.min_angle_deg <= 0) or pts.shape[1] != 2:
+            return pts
+        centre = np.full(2, (self.lm_view.size - 1) / 2.0)
+        for i in range(len(pts)):
+            if _pair_ok(pts[i], centre, cfg.min_separation_mm / px, cfg.min_angle_deg):
+                continue
+            pick = separated_peaks(scores[i], centre, cfg.min_separation_mm / px, cfg.min_angle_deg)
+            if pick is None:
+                continue  # no pair satisfies the prior: keep the peaks (the plausibility checks will say why)
+            masked = np.full_like(scores[i], -1e4)
+            for k, (r, c) in enumerate(pick):  # refine each chosen maximum within its own neighbourhood
+                r0, c0 = max(r - 3, 0), max(c - 3, 0)
+                masked[k, r0:r + 4, c0:c + 4] = scores[i, k, r0:r + 4, c0:c + 4]
+            pts[i] = decode(masked[None])[0]
+        return pts
 
     def predict(self, image: np.ndarray, spacing_mm: Sequence[float] | float) -> AnatomyResult:
         """Anatomy of one (H, W) slice with pixel spacing ``spacing_mm`` (row, col) in mm, on its native grid."""

@@ -2,8 +2,13 @@
 
 phantom -> ingest -> anatomy nets (+ their evaluation) -> preprocess -> train proposed + image-only
 (CPU recipe) -> evaluate on held-out patients -> predict a few held-out studies -> results.json + figures.
+ACDC (``$LGECLIP_ACDC`` or ../shared/data/acdc): ingested with RVIP truth from its RV labels; the anatomy nets then
+learn from real hearts (``*_real.yaml`` recipes, shorter) instead of the phantom alone.
 EMIDEC (``$LGECLIP_EMIDEC`` or ../shared/data/emidec_png): ingest with label-derived reports -> preprocess
 with the anatomy nets -> train proposed + image-only on its training patients -> evaluate its test patients.
+With the ACDC-trained nets EMIDEC is re-ingested with its report walls named in the RVIP frame and preprocessed
+with orientation normalisation (``rvip_fallback`` only for the slices whose RVIPs are implausible, listed);
+without ACDC the phantom-trained RVIP net fails on real LGE, so every EMIDEC slice stays unoriented.
 Every stage writes its folder under ``OUT`` and a stage whose output already exists is reused, so an
 interrupted demo continues where it stopped.
 """
@@ -20,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lgeclip.utils import atomic_write_json, config_dir, emidec_root
+from lgeclip.utils import acdc_root, atomic_write_json, config_dir, emidec_root
 
 REPO_CONFIGS = config_dir()  # the recipes inside the package (works from a plain install)
 
@@ -50,6 +55,13 @@ class DemoPlan:
     # preprocess the phantom with its truth anatomy instead of the trained nets (quick: smoke-size nets are
     # not good enough to find the LV; the anatomy stage still trains and is evaluated)
     oracle_anatomy: bool = False
+    # real anatomy when ACDC is present: the issue-12 recipes, cut to fit the 20-minute budget (the full ones,
+    # 900 / 2400 steps, take ~8 / ~12 min; README "Using it on your cohort")
+    use_acdc: bool = True
+    real_seg_recipe: str = "seg_real.yaml"
+    real_seg_overrides: tuple[str, ...] = ("loop.max_steps=400",)
+    real_landmarks_recipe: str = "landmarks_real.yaml"
+    real_landmarks_overrides: tuple[str, ...] = ("loop.max_steps=600",)
 
     @classmethod
     def quick(cls) -> DemoPlan:
@@ -57,7 +69,9 @@ class DemoPlan:
         return cls(patients=12, seg_recipe="seg_smoke.yaml", landmarks_recipe="landmarks_smoke.yaml",
                    train_recipe="smoke", image_only_recipe="smoke_image_only", emidec_recipe="smoke",
                    emidec_image_only_recipe="smoke_image_only", emidec_cases=8, emidec_overrides=smoke,
-                   landmarks_overrides=(), predict_studies=2, use_emidec=False, oracle_anatomy=True, overrides=())
+                   landmarks_overrides=(), predict_studies=2, use_emidec=False, oracle_anatomy=True, overrides=(),
+                   use_acdc=False, real_seg_recipe="seg_smoke.yaml", real_seg_overrides=(),
+                   real_landmarks_recipe="landmarks_smoke.yaml", real_landmarks_overrides=())
 
 
 class _Stages:
@@ -175,6 +189,7 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
     from lgeclip.eval.anatomy import evaluate_anatomy
     from lgeclip.eval.figures import plot_training_curves
     from lgeclip.infer.predict import predict_studies
+    from lgeclip.io.acdc import ingest_acdc
     from lgeclip.io.emidec import ingest_emidec
     from lgeclip.io.ingest import ingest_dicom
     from lgeclip.phantom import generate_cohort
@@ -199,8 +214,20 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
            truth=phantom / "truth")
 
     emidec = emidec_root() if plan.use_emidec else None
-    em_cohort = out / "emidec_cohort"
-    seg_cohorts = [cohort]
+    acdc = acdc_root() if plan.use_acdc else None
+    em_cohort, acdc_cohort = out / "emidec_cohort", out / "acdc_cohort"
+    seg_cohorts, lm_cohorts = [cohort], [cohort]
+    seg_recipe, seg_over = plan.seg_recipe, plan.seg_overrides
+    lm_recipe, lm_over = plan.landmarks_recipe, plan.landmarks_overrides
+    if acdc is not None:
+        st.run("ingest ACDC", acdc_cohort / "manifest.csv", ingest_acdc, acdc, acdc_cohort)
+        seg_cohorts.append(acdc_cohort)
+        lm_cohorts.append(acdc_cohort)
+        seg_recipe, seg_over = plan.real_seg_recipe, plan.real_seg_overrides
+        lm_recipe, lm_over = plan.real_landmarks_recipe, plan.real_landmarks_overrides
+    elif plan.use_acdc:
+        console.print("ACDC not found (set LGECLIP_ACDC): the anatomy nets learn from the phantom (and EMIDEC) only, "
+                      "and EMIDEC stays unoriented")
     if emidec is not None:
         st.run("ingest EMIDEC", em_cohort / "manifest.csv", ingest_emidec, _emidec_subset(emidec, out,
                plan.emidec_cases), em_cohort)
@@ -210,10 +237,12 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
 
     seg, lm = runs / "seg", runs / "landmarks"
     st.run("train segmentation net", seg / "encoder.safetensors", train_segmentation, seg_cohorts, seg,
-           config=REPO_CONFIGS / "anatomy" / plan.seg_recipe, overrides=list(plan.seg_overrides))
-    st.run("train RVIP net", lm / "run.json", train_landmarks, [cohort], lm,
-           config=REPO_CONFIGS / "anatomy" / plan.landmarks_recipe, overrides=list(plan.landmarks_overrides))
+           config=REPO_CONFIGS / "anatomy" / seg_recipe, overrides=list(seg_over))
+    st.run("train RVIP net", lm / "run.json", train_landmarks, lm_cohorts, lm,
+           config=REPO_CONFIGS / "anatomy" / lm_recipe, overrides=list(lm_over))
     anatomy = {"phantom": evaluate_anatomy(seg, lm, cohort, out=out / "anatomy_eval" / "phantom", split="test")}
+    if acdc is not None:
+        anatomy["acdc"] = evaluate_anatomy(seg, lm, acdc_cohort, out=out / "anatomy_eval" / "acdc", split="test")
     if emidec is not None:
         anatomy["emidec"] = evaluate_anatomy(seg, lm, em_cohort, out=out / "anatomy_eval" / "emidec", split="test")
 
@@ -226,9 +255,17 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
     results["phantom"] = _train_and_evaluate(st, "phantom", cache, runs, recipes, plan.overrides)
 
     if emidec is not None:
-        em_cache = out / "emidec_cache"
-        # the RVIP net learns from phantom truth only and mostly fails on EMIDEC: keep those slices unoriented
-        st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_cohort, seg, lm, em_cache,
+        em_cache, em_train = out / "emidec_cache", em_cohort
+        if acdc is not None:
+            # same cases, masks and splits; the report walls named in the frame of the RVIPs that orient the images
+            from lgeclip.anatomy.frames import RvipFrame
+
+            em_train = out / "emidec_framed"
+            st.run("ingest EMIDEC in the RVIP frame", em_train / "manifest.csv", ingest_emidec,
+                   _emidec_subset(emidec, out, plan.emidec_cases), em_train, frame=RvipFrame.from_run_dirs(seg, lm))
+        # oriented where the RVIPs are plausible; the other slices stay unoriented without an AHA map (listed in
+        # rvip_fallback.csv): with the phantom-only RVIP net (no ACDC) that is nearly every EMIDEC slice
+        st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_train, seg, lm, em_cache,
                config=REPO_CONFIGS / "preprocess" / "rvip_fallback.yaml")
         em_recipes = {"emidec_proposed": plan.emidec_recipe, "emidec_image_only": plan.emidec_image_only_recipe}
         why = _cache_unusable(em_cache)
