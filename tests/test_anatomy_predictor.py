@@ -285,6 +285,30 @@ def test_joint_decoding_separates_collapsed_rvips():
         LandmarkNetCfg(min_angle_deg=180.0)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geometric_rvips_from_an_rv_mask(seed):
+    """The second route to the RVIPs: ends of the RV / myocardium contact arc, named by handedness, land on the
+    ring's insertion points; a mirrored image with handedness -1 gives the same names; no RV -> the reason."""
+    from lgeclip.anatomy.predictor import geometric_rvips
+
+    arr = ring_slice(np.random.default_rng(seed), noise=0.0)
+    sp = tuple(float(v) for v in arr["spacing_mm"])
+    res = AnatomyResult(arr["myocardium"], arr["blood_pool"], (np.nan, np.nan), (np.nan, np.nan), rv=arr["rv"])
+    pts, why = geometric_rvips(res, sp, touch_mm=6.0)  # the ring's RV stops 1.5 px (~3 mm) short of the wall
+    assert why == "" and np.abs((pts - arr["rvip"]) * np.asarray(sp)).max() < 4.0  # mm
+    w = arr["myocardium"].shape[1]
+    mirrored = AnatomyResult(arr["myocardium"][:, ::-1], arr["blood_pool"][:, ::-1], (np.nan, np.nan),
+                             (np.nan, np.nan), rv=arr["rv"][:, ::-1])
+    mpts, _ = geometric_rvips(mirrored, sp, handedness=-1.0, touch_mm=6.0)
+    np.testing.assert_allclose(mpts[:, 1], w - 1 - pts[:, 1], atol=1e-3)
+    np.testing.assert_allclose(mpts[:, 0], pts[:, 0], atol=1e-3)
+    plain = AnatomyResult(arr["myocardium"], arr["blood_pool"], (np.nan, np.nan), (np.nan, np.nan))
+    assert geometric_rvips(plain, sp) == (None, "the segmentation net predicts no RV class")
+    empty = AnatomyResult(arr["myocardium"], arr["blood_pool"], (np.nan, np.nan), (np.nan, np.nan),
+                          rv=np.zeros_like(arr["rv"]))
+    assert geometric_rvips(empty, sp)[1] == "no RV cavity on the slice"
+
+
 def test_rvip_frame_names_walls_of_labelled_slices():
     from lgeclip.anatomy.frames import RvipFrame
 

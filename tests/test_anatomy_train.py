@@ -242,3 +242,59 @@ def test_cohort_weighting_and_fine_tuning_from_a_run(runs, cohorts, tmp_path):
     with pytest.raises(ValueError, match="tensors match"):
         LandmarkTask(load_config(LandmarkTrainCfg, RECIPES / "landmarks_smoke.yaml", [f"init_run={root / 'seg'}"]),
                      [rings]).build_model()
+
+
+def test_partial_rv_loss_never_teaches_an_unlabelled_rv_as_background():
+    """Hand-computed cross-entropy: a pixel marked "background or RV" costs -log(p_bg + p_rv); a labelled
+    background pixel costs -log(p_bg). Logits that say "RV" are therefore cheap only where the RV is unlabelled."""
+    from lgeclip.data.anatomy import RV_UNKNOWN
+    from lgeclip.train.anatomy import partial_rv_dice_ce
+
+    logits = torch.tensor([0.0, -2.0, -2.0, 3.0]).view(1, 4, 1, 1).repeat(1, 1, 2, 2)  # every pixel: "RV"
+    p = torch.softmax(logits[0, :, 0, 0], 0)
+    for lab, ce in ((RV_UNKNOWN, -torch.log(p[0] + p[3])), (0, -torch.log(p[0]))):
+        label = torch.full((1, 1, 2, 2), lab, dtype=torch.int64)
+        label[0, 0, 0, 0] = 2  # one myocardium pixel: the Dice terms are the same in both cases
+        got = partial_rv_dice_ce(logits, label)
+        ce_all = (3 * ce - torch.log(p[2])) / 4
+        p_myo, p_blood = p[2] * 4, p[1] * 4
+        dice_myo = (2 * p[2] + 1e-5) / (p_myo + 1 + 1e-5)
+        dice_blood = 1e-5 / (p_blood + 1e-5)
+        if lab == RV_UNKNOWN:
+            dice = (dice_myo + dice_blood) / 2
+        else:  # labelled slice: background (3 pixels) and RV (none) count too
+            dice_bg = (2 * 3 * p[0] + 1e-5) / (4 * p[0] + 3 + 1e-5)
+            dice_rv = 1e-5 / (4 * p[3] + 1e-5)
+            dice = (dice_myo + dice_blood + dice_bg + dice_rv) / 4
+        torch.testing.assert_close(got, ce_all + 1 - dice, rtol=1e-4, atol=1e-5)
+    assert partial_rv_dice_ce(logits, torch.full((1, 1, 2, 2), RV_UNKNOWN)) < \
+        partial_rv_dice_ce(logits, torch.zeros((1, 1, 2, 2), dtype=torch.int64))
+
+
+def test_rv_class_run_learns_from_cohorts_with_and_without_rv(runs, cohorts, tmp_path):
+    """net.rv_class: RV targets where the cohort labels it, "background or RV" elsewhere; the run folder rebuilds a
+    4-class predictor whose results carry an RV mask."""
+    from lgeclip.data.anatomy import RV_UNKNOWN, SegmentationDataset
+    from lgeclip.train.anatomy import SegmentationTask
+
+    root, rings, _ = cohorts
+    no_rv = write_ring_cohort(tmp_path / "no_rv", n_patients=4, slices_per_patient=2, seed=9, with_rv=False)
+    cfg = load_config(SegTrainCfg, RECIPES / "seg_smoke.yaml", ["net.rv_class=true"])
+    task = SegmentationTask(cfg, [rings, no_rv])
+    ds = SegmentationDataset(task.train_slices, cfg.view, cfg.aug, train=False, rv_class=True)
+    by_cohort = {}
+    for i, sl in enumerate(task.train_slices):
+        by_cohort.setdefault(sl.cohort, set()).update(np.unique(ds[i]["label"].numpy()).tolist())
+    assert by_cohort[str(rings)] == {0, 1, 2, 3}
+    assert by_cohort[str(no_rv)] == {1, 2, RV_UNKNOWN}
+    summary = train_segmentation([rings, no_rv], tmp_path / "seg_rv", config=RECIPES / "seg_smoke.yaml",
+                                 overrides=["net.rv_class=true"])
+    losses = _losses(tmp_path / "seg_rv")
+    assert len(losses) >= 2 and losses[-1] < losses[0] and summary["steps"] > 0
+    with open(tmp_path / "seg_rv" / "metrics.csv", newline="") as f:
+        assert "val_dice_rv" in next(csv.DictReader(f))
+    pred = AnatomyPredictor.from_run_dirs(tmp_path / "seg_rv", root / "lm", device="cpu")
+    assert pred.seg_cfg.rv_class and pred.seg_net.out_channels == 4
+    arr = load_slice(next((rings / "slices").glob("*/*.npz")))
+    out = pred.predict_batch([(arr["image"], arr["spacing_mm"])], errors="none")[0]
+    assert out is None or (out.rv is not None and out.rv.shape == arr["image"].shape)

@@ -196,9 +196,10 @@ def decode_heatmaps(h: torch.Tensor, radius: int = 2, log_input: bool = False) -
     return out.float().reshape(b, k, 2)
 
 
-def build_seg_net(decoder_channels: Sequence[int] = DECODER_CHANNELS) -> DenseNetUNet:
-    """The segmentation net as trained by ``train_segmentation`` (1 input channel, 3 classes)."""
-    return DenseNetUNet(2, 1, len(SEG_CLASSES), decoder_channels=tuple(decoder_channels))
+def build_seg_net(decoder_channels: Sequence[int] = DECODER_CHANNELS, rv_class: bool = False) -> DenseNetUNet:
+    """The segmentation net as trained by ``train_segmentation`` (1 input channel; 3 classes, or 4 with the RV
+    cavity as class 3)."""
+    return DenseNetUNet(2, 1, len(SEG_CLASSES) + int(rv_class), decoder_channels=tuple(decoder_channels))
 
 
 def build_landmark_net(decoder_channels: Sequence[int] = DECODER_CHANNELS) -> ResNetUNet:

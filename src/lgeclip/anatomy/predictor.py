@@ -45,10 +45,13 @@ class ViewCfg:
 
 @dataclass
 class SegNetCfg:
-    """DenseNet121-UNet (background / blood pool / myocardium)."""
+    """DenseNet121-UNet (background / blood pool / myocardium [/ RV cavity])."""
 
     decoder_channels: tuple[int, ...] = (128, 64, 32, 32)  # /16 /8 /4 /2 (+ optional full-res stage)
     min_lv_pixels: int = 12  # fewer LV pixels than this in a view -> "no LV found"
+    # a 4th class, the RV cavity, learned where a cohort labels it (ACDC, phantom; elsewhere background and RV are
+    # one "background or RV" target): a second, geometric route to the RVIPs (ends of the RV / myocardium contact)
+    rv_class: bool = False
 
     def __post_init__(self) -> None:
         if len(self.decoder_channels) not in (4, 5) or min(self.decoder_channels) <= 0:
@@ -212,9 +215,28 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def lv_from_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(myocardium, blood_pool) bool masks of the largest LV component of a label map (1 blood, 2 myo)."""
-    lv = largest_component(labels > 0)
+    """(myocardium, blood_pool) bool masks of the largest LV component of a label map (1 blood, 2 myo; other
+    labels, e.g. 3 RV cavity, are not LV)."""
+    lv = largest_component((labels == 1) | (labels == 2))
     return (labels == 2) & lv, (labels == 1) & lv
+
+
+def geometric_rvips(anatomy: AnatomyResult, spacing_mm: Sequence[float], handedness: float = 1.0,
+                    touch_mm: float = 3.0) -> tuple[np.ndarray | None, str]:
+    """RVIPs [anterior, inferior] (2, 2) native (row, col) as the ends of the predicted RV cavity's contact arc
+    with the predicted myocardium (the rule that derives ACDC's truth, applied to a prediction), named by
+    ``handedness`` (+1: the standard display, as the heatmap nets learn it); (None, reason) when the slice has
+    no RV prediction or no usable contact arc."""
+    from lgeclip.io.acdc import contact_arc_ends, name_rvips
+
+    if anatomy.rv is None:
+        return None, "the segmentation net predicts no RV class"
+    sp = np.asarray(spacing_mm, float).reshape(-1)
+    ends, why = contact_arc_ends(anatomy.myocardium, anatomy.rv, anatomy.lv_center, (float(sp[0]), float(sp[-1])),
+                                 touch_mm=touch_mm)
+    if ends is None:
+        return None, why
+    return name_rvips(ends, anatomy.lv_center, handedness), ""
 
 
 # ------------------------------------------------------------------------------------------- predictor
@@ -270,7 +292,7 @@ class AnatomyPredictor:
         raw_l, w_l = _read_run(landmarks_run)
         seg_cfg, seg_view = from_dict(SegNetCfg, raw_s["net"], "net"), from_dict(ViewCfg, raw_s["view"], "view")
         lm_cfg, lm_view = from_dict(LandmarkNetCfg, raw_l["net"], "net"), from_dict(ViewCfg, raw_l["view"], "view")
-        seg = build_seg_net(seg_cfg.decoder_channels)
+        seg = build_seg_net(seg_cfg.decoder_channels, rv_class=seg_cfg.rv_class)
         seg.load_state_dict(load_tensors(w_s), strict=True)
         lm = build_landmark_net(lm_cfg.decoder_channels)
         lm.load_state_dict(load_tensors(w_l), strict=True)
@@ -290,13 +312,13 @@ class AnatomyPredictor:
     def _seg_probs(self, views: list[np.ndarray]) -> np.ndarray:
         flips = [(), (0,), (1,), (0, 1)] if self.tta else [()]
         probs = 0.0
-        for axes in flips:  # axes of a (S, S) view; the same flip undoes it on the (N, 3, S, S) output
+        for axes in flips:  # axes of a (S, S) view; the same flip undoes it on the (N, C, S, S) output
             v = [np.ascontiguousarray(np.flip(x, axes)) for x in views] if axes else views
             logits = self._run(self.seg_net, v)
             e = np.exp(logits - logits.max(axis=1, keepdims=True))
             p = e / e.sum(axis=1, keepdims=True)
             probs = probs + (np.flip(p, tuple(a + 2 for a in axes)) if axes else p)
-        return np.asarray(probs / len(flips), np.float32)  # (N, 3, S, S)
+        return np.asarray(probs / len(flips), np.float32)  # (N, C, S, S)
 
     def _landmark_logits(self, views: list[np.ndarray], myo_views: list[np.ndarray]) -> np.ndarray:
         """Heatmap logits (N, K, S, S) with the inference priors of ``lm_cfg`` (rotation TTA, myocardium band)."""
@@ -397,7 +419,7 @@ class AnatomyPredictor:
                                 f"zooms {list(self.pass1_zooms)})")
         # pass 2: LV crop (recentred once if the fine centre moved far)
         seg_out = self._pass2(normed, spacings, centers, names)
-        for i, (_, _, c_new) in enumerate(seg_out):
+        for i, (_, _, c_new, _) in enumerate(seg_out):
             shift_mm = np.hypot(*((c_new - centers[i]) * np.asarray(spacings[i])))
             if shift_mm > self.recenter_mm:
                 centers[i] = c_new
@@ -406,15 +428,15 @@ class AnatomyPredictor:
         lv = self.lm_view
         lm_normed = normed if tuple(lv.percentiles) == tuple(sv.percentiles) else \
             [normalise_intensity(im, lv.percentiles) for im in imgs]
-        g3 = [crop_geometry(c, sp, lv.size, lv.pixel_mm) for (_, _, c), sp in zip(seg_out, spacings, strict=True)]
+        g3 = [crop_geometry(c, sp, lv.size, lv.pixel_mm) for (_, _, c, _), sp in zip(seg_out, spacings, strict=True)]
         pts = self._decode(self._landmark_logits([g.sample(n) for g, n in zip(g3, lm_normed, strict=True)],
                                                  [g.sample(m.astype(np.float32)) > 0.5
-                                                  for g, (m, _, _) in zip(g3, seg_out, strict=True)]))
+                                                  for g, (m, _, _, _) in zip(g3, seg_out, strict=True)]))
         results = []
-        for (myo, blood, c), g, p in zip(seg_out, g3, pts, strict=True):
+        for (myo, blood, c, rv), g, p in zip(seg_out, g3, pts, strict=True):
             nat = g.to_native(p)
             results.append(AnatomyResult(myo.astype(np.uint8), blood.astype(np.uint8), tuple(nat[0]), tuple(nat[1]),
-                                         lv_center=tuple(c)))
+                                         lv_center=tuple(c), rv=rv))
         return results
 
     def _predict_tolerant(self, items: Sequence, names: list[str]) -> list[AnatomyResult | None]:
@@ -432,9 +454,11 @@ class AnatomyPredictor:
         probs = self._seg_probs([g.sample(n) for g, n in zip(geoms, normed, strict=True)])
         out = []
         for g, pr, n, name in zip(geoms, probs, normed, names, strict=True):
-            nat = g.to_native_maps(pr, n.shape, cvals=(1.0, 0.0, 0.0))
-            myo, blood = lv_from_labels(np.argmax(nat, axis=0))
+            nat = g.to_native_maps(pr, n.shape, cvals=(1.0,) + (0.0,) * (len(pr) - 1))
+            labels = np.argmax(nat, axis=0)
+            myo, blood = lv_from_labels(labels)
             if myo.sum() + blood.sum() < self.seg_cfg.min_lv_pixels:
                 raise NoLVError(f"{name}: no LV found by the segmentation net in the LV-crop pass (pass 2)")
-            out.append((myo, blood, np.asarray(lv_center(myo, blood))))
+            rv = largest_component(labels == 3).astype(np.uint8) if len(pr) > 3 else None
+            out.append((myo, blood, np.asarray(lv_center(myo, blood)), rv))
         return out

@@ -21,13 +21,15 @@ class AnatomyResult:
     """LV anatomy of one slice on the native pixel grid of its image.
 
     ``myocardium`` / ``blood_pool``: uint8 (H, W) 0/1; points are (row, col) floats in native pixels. A missing
-    point is NaN (``has_rvip`` is then False). ``lv_center`` defaults to the blood-pool centroid."""
+    point is NaN (``has_rvip`` is then False). ``lv_center`` defaults to the blood-pool centroid. ``rv``: the RV
+    cavity (uint8 (H, W)) when the segmentation net predicts it, else None."""
 
     myocardium: np.ndarray
     blood_pool: np.ndarray
     anterior_rvip: tuple[float, float]
     inferior_rvip: tuple[float, float]
     lv_center: tuple[float, float] | None = None
+    rv: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.myocardium = (np.asarray(self.myocardium) > 0).astype(np.uint8)
@@ -35,6 +37,10 @@ class AnatomyResult:
         if self.myocardium.ndim != 2 or self.myocardium.shape != self.blood_pool.shape:
             raise ValueError(f"myocardium {self.myocardium.shape} / blood_pool {self.blood_pool.shape}: "
                              "expected two (H, W) masks of the same shape")
+        if self.rv is not None:
+            self.rv = (np.asarray(self.rv) > 0).astype(np.uint8)
+            if self.rv.shape != self.myocardium.shape:
+                raise ValueError(f"rv {self.rv.shape}: expected the shape of the myocardium {self.myocardium.shape}")
         self.anterior_rvip = _point(self.anterior_rvip, "anterior_rvip")
         self.inferior_rvip = _point(self.inferior_rvip, "inferior_rvip")
         if self.lv_center is None:

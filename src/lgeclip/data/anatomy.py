@@ -289,10 +289,18 @@ class _AnatomyDataset(Dataset):
         return img
 
 
+RV_UNKNOWN = 4  # segmentation target "background or RV cavity" on slices whose cohort does not label the RV
+
+
 class SegmentationDataset(_AnatomyDataset):
-    """Items ``{"image": (1, S, S) float32, "label": (1, S, S) int64, "whole": bool}`` (0 bg, 1 blood, 2 myo).
+    """Items ``{"image": (1, S, S) float32, "label": (1, S, S) int64, "whole": bool}`` (0 bg, 1 blood, 2 myo;
+    with ``rv_class``: 3 RV cavity, and on slices without an RV label every background pixel is ``RV_UNKNOWN``).
 
     Validation items are the unaugmented LV crops at the truth centre."""
+
+    def __init__(self, *args, rv_class: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.rv_class = rv_class
 
     def __getitem__(self, index: int) -> dict:
         s = self.slices[index % len(self.slices)]
@@ -301,6 +309,12 @@ class SegmentationDataset(_AnatomyDataset):
         g = self._geometry(s, rng, whole)
         img = self._image(s, g, rng)
         lab = g.sample_labels(s.labels, 3)
+        if self.rv_class:
+            if s.rv is None:
+                lab[lab == 0] = RV_UNKNOWN
+            else:
+                rv = g.sample_labels((s.rv > 0) & (s.labels == 0), 2) > 0
+                lab[rv & (lab == 0)] = 3
         return {"image": torch.from_numpy(img[None]), "label": torch.from_numpy(lab[None].astype(np.int64)),
                 "whole": bool(whole)}
 
@@ -365,8 +379,9 @@ def ring_slice(rng: np.random.Generator, shape: tuple[int, int] | None = None, s
 
 
 def write_ring_cohort(out: Path, n_patients: int = 6, slices_per_patient: int = 2, seed: int = 0,
-                      with_rvip: bool = True) -> Path:
-    """A tiny cohort of :func:`ring_slice` slices (manifest + npz) for tests and smoke runs; returns ``out``."""
+                      with_rvip: bool = True, with_rv: bool = True) -> Path:
+    """A tiny cohort of :func:`ring_slice` slices (manifest + npz) for tests and smoke runs; returns ``out``
+    (``with_rvip`` / ``with_rv`` False: no RVIP truth / no RV mask, like EMIDEC)."""
     from lgeclip.io.cohort import LEVELS, SliceRecord, save_slice, write_manifest
 
     out = Path(out)
@@ -378,6 +393,8 @@ def write_ring_cohort(out: Path, n_patients: int = 6, slices_per_patient: int = 
             arr = ring_slice(rng)
             if not with_rvip:
                 arr["rvip"] = np.full((2, 2), np.nan, np.float32)
+            if not with_rv:
+                arr.pop("rv")
             rel = f"slices/{key}/{i}.npz"
             image, sp = arr.pop("image"), (float(arr["spacing_mm"][0]), float(arr.pop("spacing_mm")[1]))
             save_slice(out / rel, image, sp, **arr)

@@ -23,6 +23,7 @@ from lgeclip.anatomy.nets import ENCODER_FORMAT, build_landmark_net, build_seg_n
 from lgeclip.anatomy.predictor import LandmarkNetCfg, SegNetCfg, ViewCfg
 from lgeclip.config import load_config, to_dict
 from lgeclip.data.anatomy import (
+    RV_UNKNOWN,
     AnatomyAugCfg,
     AnatomyDataCfg,
     LandmarkDataset,
@@ -147,8 +148,34 @@ class _AnatomyTask(Task):
             yield to_device(self.collate(items), device)
 
 
+def partial_rv_dice_ce(logits: torch.Tensor, label: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """Dice + cross-entropy for the 4-class net (background, blood pool, myocardium, RV cavity) on targets where
+    ``RV_UNKNOWN`` marks "background or RV" (cohorts without an RV label).
+
+    Cross-entropy of such a pixel is that of the merged class (log(p_bg + p_rv)), so an unlabelled RV is never
+    taught as background; soft Dice (per sample) covers blood pool and myocardium on every slice and background
+    and RV only on slices that label the RV. logits (B, 4, H, W), label (B, 1, H, W) int64 in 0..4."""
+    logp = F.log_softmax(logits.float(), dim=1)  # (B, 4, H, W)
+    y = label[:, 0]
+    unknown = y == RV_UNKNOWN
+    own = logp.gather(1, y.clamp(max=3)[:, None])[:, 0]
+    merged = torch.logsumexp(logp[:, [0, 3]], dim=1)
+    ce = -torch.where(unknown, merged, own).mean()
+    p = logp.exp()
+    onehot = F.one_hot(y.clamp(max=3), 4).permute(0, 3, 1, 2).float()  # (B, 4, H, W); unknown pixels -> RV
+    onehot[:, 3] = onehot[:, 3] * (~unknown)
+    inter = (p * onehot).flatten(2).sum(-1)  # (B, 4)
+    denom = (p + onehot).flatten(2).sum(-1)
+    dice = (2 * inter + smooth) / (denom + smooth)  # (B, 4)
+    labelled = ~unknown.flatten(1).any(1)  # (B,) the slice labels its RV
+    weight = torch.ones_like(dice)
+    weight[:, [0, 3]] = labelled[:, None].float()
+    return ce + 1.0 - (dice * weight).sum() / weight.sum()
+
+
 class SegmentationTask(_AnatomyTask):
-    """Dice + cross-entropy on 3 classes (background, blood pool, myocardium)."""
+    """Dice + cross-entropy on 3 classes (background, blood pool, myocardium), or 4 with ``net.rv_class`` (the RV
+    cavity, learned where a cohort labels it: :func:`partial_rv_dice_ce`)."""
 
     name = "anatomy_seg"
 
@@ -156,37 +183,48 @@ class SegmentationTask(_AnatomyTask):
         super().__init__(cfg, cohorts)
         from monai.losses import DiceCELoss
 
-        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.rv_class = bool(cfg.net.rv_class)
+        self.loss_fn = partial_rv_dice_ce if self.rv_class else DiceCELoss(to_onehot_y=True, softmax=True)
 
     def build_model(self) -> nn.Module:
-        return self.init_weights(build_seg_net(self.cfg.net.decoder_channels))
+        return self.init_weights(build_seg_net(self.cfg.net.decoder_channels, rv_class=self.rv_class))
 
     def train_dataset(self) -> SegmentationDataset:
         return SegmentationDataset(self.train_slices, self.cfg.view, self.cfg.aug, train=True,
-                                   seed=self.cfg.loop.seed, repeats=self.cfg.data.repeats)
+                                   seed=self.cfg.loop.seed, repeats=self.cfg.data.repeats, rv_class=self.rv_class)
 
     def val_dataset(self) -> SegmentationDataset | None:
         if not self.val_slices:
             return None
-        return SegmentationDataset(self.val_slices, self.cfg.view, self.cfg.aug, train=False)
+        return SegmentationDataset(self.val_slices, self.cfg.view, self.cfg.aug, train=False, rv_class=self.rv_class)
 
     def training_step(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        logits = model(batch["image"])  # (B, 3, S, S)
+        logits = model(batch["image"])  # (B, 3 or 4, S, S)
         return {"loss": self.loss_fn(logits.float(), batch["label"])}
 
     def validate(self, model: nn.Module, dataset, device: torch.device) -> dict[str, float]:
-        dice_myo, dice_blood, losses = [], [], []
+        dice = {"myo": [], "blood": [], "rv": []}
+        losses = []
         for batch in self._batches(dataset, device):
             logits = model(batch["image"]).float()
             losses.append(float(self.loss_fn(logits, batch["label"])) * len(logits))
             pred, lab = logits.argmax(1), batch["label"][:, 0]
-            for c, out in ((2, dice_myo), (1, dice_blood)):
+            labelled_rv = ~(lab == RV_UNKNOWN).flatten(1).any(1)
+            for c, key in ((2, "myo"), (1, "blood"), (3, "rv")):
+                if c == 3 and not self.rv_class:
+                    continue
                 p, t = pred == c, lab == c
                 inter = (p & t).flatten(1).sum(1).float()
                 denom = (p.flatten(1).sum(1) + t.flatten(1).sum(1)).float()
-                out.extend((2 * inter / denom.clamp_min(1)).tolist())
-        return {"loss": sum(losses) / len(dataset), "dice_myo": float(np.mean(dice_myo)),
-                "dice_blood": float(np.mean(dice_blood))}
+                d = 2 * inter / denom.clamp_min(1)
+                if c == 3:  # slices that label an RV cavity (an empty truth + empty prediction says nothing)
+                    d = d[labelled_rv & (t.flatten(1).sum(1) > 0)]
+                dice[key].extend(d.tolist())
+        out = {"loss": sum(losses) / len(dataset), "dice_myo": float(np.mean(dice["myo"])),
+               "dice_blood": float(np.mean(dice["blood"]))}
+        if self.rv_class:
+            out["dice_rv"] = float(np.mean(dice["rv"])) if dice["rv"] else float("nan")
+        return out
 
 
 def heatmap_loss(logits: torch.Tensor, points: torch.Tensor, valid: torch.Tensor, cfg: LandmarkNetCfg) -> torch.Tensor:
@@ -269,7 +307,7 @@ def train_segmentation(cohorts: list[Path], out: Path, config: Path | None = Non
     task = SegmentationTask(cfg, list(cohorts))
     summary = _run(task, cfg, out, resume)
     if _is_main():
-        net = build_seg_net(cfg.net.decoder_channels)
+        net = build_seg_net(cfg.net.decoder_channels, rv_class=cfg.net.rv_class)
         net.load_state_dict(load_tensors(Path(out) / "model.safetensors"))
         save_tensors(Path(out) / "encoder.safetensors", net.encoder_state_dict(), metadata={"format": ENCODER_FORMAT})
         summary["encoder"] = str(Path(out) / "encoder.safetensors")
