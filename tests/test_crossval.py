@@ -64,6 +64,8 @@ def test_crossval_end_to_end_and_resume(tmp_path, monkeypatch):
     out = tmp_path / "cv"
     with pytest.raises(ValueError, match="n_folds=2, asked for 3"):  # the cohort's splits.json decides the folds
         cv.crossval(cache, out, recipe="smoke", folds=3, overrides=over)
+    with pytest.raises(ValueError, match="--seed"):  # crossval seeds every fold: a loop.seed override would be lost
+        cv.crossval(cache, out, recipe="smoke", overrides=[*over, "loop.seed=1"])
     s = cv.crossval(cache, out, recipe="smoke", seed=0, overrides=over)
 
     recs = read_cache(cache)

@@ -172,6 +172,9 @@ def crossval(cache: str | Path, out: str | Path, recipe: str = "cpu", folds: int
 
     if anatomy not in ANATOMY_MODES:
         raise ValueError(f"anatomy must be one of {ANATOMY_MODES}, got {anatomy!r}")
+    if any(o.replace(" ", "").startswith("loop.seed=") for o in overrides or []):
+        # crossval sets loop.seed from `seed` for every fold: a `--set loop.seed=` would be silently overruled
+        raise ValueError("crossval: give the training seed as seed (--seed N), not as a loop.seed override")
     cache, out = Path(cache), Path(out)
     log = get_logger(log_file=out / "crossval.log")
     cohort = json.loads((cache / "cache.json").read_text()).get("cohort")
