@@ -135,7 +135,7 @@ class AnatomySlice:
     labels: np.ndarray
     center: tuple[float, float]  # truth LV centre (row, col)
     rvip: np.ndarray  # (2, 2) float32, NaN if unknown
-    rv: np.ndarray | None = None  # RV cavity mask (H, W) uint8 where the cohort labels it
+    labels_rv: np.ndarray | None = None  # ``labels`` with the RV cavity as 3, where the cohort labels the RV
 
 
 def cohort_splits(cohort: Path, fold: int = 0) -> dict[str, str]:
@@ -182,10 +182,10 @@ def load_anatomy_slices(cohorts: list[Path], need_rvip: bool, cfg: AnatomyDataCf
             labels[myo] = 2
             sp = np.asarray(arr["spacing_mm"], float).reshape(-1)
             spacing = (float(sp[0]), float(sp[-1]))
+            labels_rv = np.where((arr["rv"] > 0) & (labels == 0), 3, labels).astype(np.uint8) if "rv" in arr else None
             out.append(AnatomySlice(rec.slice_id, rec.patient_key, str(cohort), s,
                                     normalise_intensity(arr["image"], view.percentiles), spacing, labels,
-                                    lv_center(myo, blood), rvip,
-                                    (arr["rv"] > 0).astype(np.uint8) if "rv" in arr else None))
+                                    lv_center(myo, blood), rvip, labels_rv))
             c["used"] += 1
         stats["cohorts"][str(cohort)] = c
     stats["n_slices"] = len(out)
@@ -274,15 +274,14 @@ class _AnatomyDataset(Dataset):
             return whole_image_geometry(s.image.shape, spacing, v.size, 1.0 / zoom, shift, angle, flr, fud)
         r, t = a.jitter_mm * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
         center = (s.center[0] + r * np.cos(t) / s.spacing[0], s.center[1] + r * np.sin(t) / s.spacing[1])
-        g = crop_geometry(center, spacing, v.size, v.pixel_mm * zoom, angle, flr, fud)
-        return g
+        return crop_geometry(center, spacing, v.size, v.pixel_mm * zoom, angle, flr, fud)
 
     def _image(self, s: AnatomySlice, g: CropGeometry, rng: np.random.Generator) -> np.ndarray:
         img = g.sample(s.image)
         if self.train and self.aug.enabled:
             app = self.aug.appearance
             if app.prob > 0 and rng.random() < app.prob:
-                lab = s.labels if s.rv is None else np.where((s.rv > 0) & (s.labels == 0), 3, s.labels)
+                lab = s.labels if s.labels_rv is None else s.labels_rv
                 mm = float(np.sqrt(abs(np.linalg.det(g.matrix)) * s.spacing[0] * s.spacing[1]))
                 img = randomise_appearance(img, g.sample_labels(lab, 4), mm, app, rng)
             img = _augment_intensity(img, self.aug, rng)
@@ -308,13 +307,12 @@ class SegmentationDataset(_AnatomyDataset):
         whole = self.train and self.aug.enabled and rng.random() < self.aug.whole_image_prob
         g = self._geometry(s, rng, whole)
         img = self._image(s, g, rng)
-        lab = g.sample_labels(s.labels, 3)
-        if self.rv_class:
-            if s.rv is None:
+        if self.rv_class and s.labels_rv is not None:
+            lab = g.sample_labels(s.labels_rv, 4)
+        else:
+            lab = g.sample_labels(s.labels, 3)
+            if self.rv_class:
                 lab[lab == 0] = RV_UNKNOWN
-            else:
-                rv = g.sample_labels((s.rv > 0) & (s.labels == 0), 2) > 0
-                lab[rv & (lab == 0)] = 3
         return {"image": torch.from_numpy(img[None]), "label": torch.from_numpy(lab[None].astype(np.int64)),
                 "whole": bool(whole)}
 
