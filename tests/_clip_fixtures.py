@@ -9,6 +9,8 @@ Report sentences use the words of the zero-shot prompts, so a tiny randomly init
 covers the fixture sentences, the prompts and the synthetic-scar templates; pass its folder as
 ``model.text_model=<folder>``.
 
+``RingAnatomy`` stands in for the anatomy nets of a predictor (a 25 mm LV ring at the image centre).
+
 Run as a script (``torchrun --nproc_per_node=2 tests/_clip_fixtures.py ddp CACHE TEXT_MODEL OUT``) it is the
 worker of the 2-process DDP test: it trains the smoke recipe and every rank saves its final weights.
 """
@@ -195,6 +197,34 @@ def _ddp_worker(cache: str, text_model: str, out: str) -> None:
     print(f"rank {rank} done: {summary['steps']} steps", flush=True)
     sys.stdout.flush()
     os._exit(0)  # skip process-group teardown (aborts ~1 in 4 gloo runs here, see ENVIRONMENT.md)
+
+
+class RingAnatomy:
+    """Stand-in anatomy predictor: a 25 mm LV ring at the image centre; None (no LV) for images it is told to drop."""
+
+    def __init__(self, drop_constant: bool = True) -> None:
+        self.drop_constant = drop_constant
+        self.calls = 0
+
+    def predict_batch(self, items, names=None, errors="raise"):
+        from lgeclip.anatomy.types import AnatomyResult
+
+        out = []
+        for img, sp in items:
+            self.calls += 1
+            if self.drop_constant and np.ptp(img) == 0:
+                out.append(None)
+                continue
+            h, w = img.shape
+            rr, cc = np.mgrid[:h, :w]
+            c = ((h - 1) / 2, (w - 1) / 2)
+            d = np.hypot((rr - c[0]) * sp[0], (cc - c[1]) * sp[1])
+            myo = ((d >= 20) & (d < 28)).astype(np.uint8)
+            pool = (d < 20).astype(np.uint8)
+            ant = (c[0] - 27 / sp[0] * np.sin(np.radians(120)), c[1] + 27 / sp[1] * np.cos(np.radians(120)))
+            inf = (c[0] - 27 / sp[0] * np.sin(np.radians(240)), c[1] + 27 / sp[1] * np.cos(np.radians(240)))
+            out.append(AnatomyResult(myo, pool, ant, inf))
+        return out
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _clip_fixtures import make_tiny_cache, make_tiny_text_model, tiny_overrides
+from _clip_fixtures import RingAnatomy, make_tiny_cache, make_tiny_text_model, tiny_overrides
 from dicom_factory import AX_IOP, write_stack
 
-from lgeclip.anatomy.types import AnatomyResult
 from lgeclip.eval.evaluate import evaluate_run
 from lgeclip.infer.predict import predict_studies
 from lgeclip.infer.zeroshot import Predictor, run_provenance
@@ -77,32 +76,6 @@ def test_evaluate_run_numbers_match_its_tables(tiny_run, tmp_path):
     # leak-checked: the oracle cache has no anatomy nets; the run's own train/val patients are not the test ones
     assert s["leak_check"]["ok"] is True and set(s["leak_check"]["upstream"]) == {"run train/val"}
     assert s["leak_check"]["n_evaluated_patients"] == len(pats)
-
-
-class RingAnatomy:
-    """Stand-in anatomy predictor: a 25 mm LV ring at the image centre; None (no LV) for images it is told to drop."""
-
-    def __init__(self, drop_constant: bool = True) -> None:
-        self.drop_constant = drop_constant
-        self.calls = 0
-
-    def predict_batch(self, items, names=None, errors="raise"):
-        out = []
-        for img, sp in items:
-            self.calls += 1
-            if self.drop_constant and np.ptp(img) == 0:
-                out.append(None)
-                continue
-            h, w = img.shape
-            rr, cc = np.mgrid[:h, :w]
-            c = ((h - 1) / 2, (w - 1) / 2)
-            d = np.hypot((rr - c[0]) * sp[0], (cc - c[1]) * sp[1])
-            myo = ((d >= 20) & (d < 28)).astype(np.uint8)
-            pool = (d < 20).astype(np.uint8)
-            ant = (c[0] - 27 / sp[0] * np.sin(np.radians(120)), c[1] + 27 / sp[1] * np.cos(np.radians(120)))
-            inf = (c[0] - 27 / sp[0] * np.sin(np.radians(240)), c[1] + 27 / sp[1] * np.cos(np.radians(240)))
-            out.append(AnatomyResult(myo, pool, ant, inf))
-        return out
 
 
 def _phantom_studies(root: Path, n: int) -> Path:

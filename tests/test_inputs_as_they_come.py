@@ -155,3 +155,64 @@ def test_multi_frame_and_undecodable_pixels_get_named_reasons(tmp_path, monkeypa
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
     with pytest.raises(ValueError, match=r"unreadable pixel data \(JPEG 2000 .*RuntimeError\)"):
         read_pixels(tmp_path / "j2k.dcm")
+
+
+def test_a_dicomdir_is_an_index_its_images_are_read_and_missing_ones_named(tmp_path):
+    import pydicom
+    from pydicom.fileset import FileSet
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "export"
+    write_stack(src, rng, description="PSIR", series_number=3, n_slices=6,
+                image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id="P1", study_uid="1.2.3.1")
+    fs = FileSet()
+    for p in sorted(src.iterdir()):
+        ds = pydicom.dcmread(p)
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20260101", "120000", "1"  # what the STUDY record needs
+        fs.add(ds)
+    root = tmp_path / "cd"
+    fs.write(root)  # DICOMDIR + PT000000/ST000000/SE000000/IM00000n, as media exports lay them out
+    images = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    assert len(images) == 6
+    images[0].unlink()  # an export that lost a file its index lists
+    series, skipped = scan_tree(root)
+    assert len(series) == 1 and series[0].n_images == 5
+    reasons = {p.name: why for p, why in skipped}
+    assert reasons["DICOMDIR"] == "DICOMDIR (an index of 6 files; the images are read by the scan)"
+    assert reasons[images[0].name] == "listed in a DICOMDIR but missing"
+
+
+def test_two_studies_of_one_patient_are_two_cases_in_one_fold(tmp_path):
+    import pydicom
+
+    from lgeclip.io.cohort import patient_key, patient_of, read_manifest
+    from lgeclip.io.ingest import ingest_dicom
+    from lgeclip.io.splits import read_splits
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for i, pid in enumerate(["PT-1", "PT-1", "PT-2", "PT-3", "PT-4", "PT-5", "PT-6", "PT-6"]):
+        d = tmp_path / "dicom" / f"s{i}"
+        write_stack(d, rng, description="PSIR", series_number=3, n_slices=8,
+                    image_type=("DERIVED", "PRIMARY", "PSIR"), patient_id=pid, study_uid=f"1.2.3.{i + 1}")
+        for p in d.iterdir():  # every study its own accession
+            ds = pydicom.dcmread(p)
+            ds.AccessionNumber = f"A{i}"
+            ds.save_as(p)
+        if pid != "PT-6":  # PT-6: two studies, one report without an accession: which study it describes is unknown
+            text = "No late gadolinium enhancement." if i % 2 else "Subendocardial LGE of the mid inferior wall."
+            rows.append((pid, f"A{i}", text))
+    rows.append(("PT-6", "", "No late gadolinium enhancement."))
+    _write(tmp_path / "reports.csv", rows, "utf-8")
+    s = ingest_dicom(tmp_path / "dicom", tmp_path / "reports.csv", tmp_path / "cohort")
+    cases = {r.patient_key: r.label for r in read_manifest(tmp_path / "cohort")}
+    one = sorted(k for k in cases if patient_of(k) == patient_key("PT-1"))
+    assert len(one) == 2 and {cases[k] for k in one} == {"positive", "negative"}  # each study with its own report
+    assert s["n_ingested"] == 6 and s["n_patients"] == 5 and s["n_studies"] == 8
+    folds = read_splits(tmp_path / "cohort")
+    assert folds["patients"][one[0]]["fold"] == folds["patients"][one[1]]["fold"]
+    for f in folds["folds"]:  # and on the same side of every fold's train / val / test
+        assert {name for name, keys in f.items() if one[0] in keys} == {name for name, keys in f.items()
+                                                                        if one[1] in keys}
+    excluded = (tmp_path / "cohort" / "excluded.csv").read_text()
+    assert excluded.count("several studies of this patient and no report with this study's accession") == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from lgeclip.io.cohort import patient_of
 from lgeclip.preprocess.cache import read_cache
 
 HINT = ("every stage must read the same fold of the cohort's splits.json: rebuild the cache with anatomy nets of "
@@ -117,9 +118,12 @@ def check_no_leak(run: str | Path | None, cache: str | Path, split: str = "test"
     :func:`upstream_patients`; else ``{"ok": True, "split", "n_evaluated_patients", "upstream": {source: n}}``."""
     evaluated = {r.patient_key for r in read_cache(cache) if split == "all" or r.split == split}
     sources = upstream_patients(run, cache)
-    leaks = {name: sorted(evaluated & pats) for name, pats in sources.items() if evaluated & pats}
+    # by patient: another study of an evaluated patient upstream is a leak too
+    ev_patients = {patient_of(k) for k in evaluated}
+    leaks = {name: sorted({patient_of(k) for k in pats} & ev_patients) for name, pats in sources.items()}
+    leaks = {name: keys for name, keys in leaks.items() if keys}
     if leaks:
-        parts = [f"{len(keys)} of the {len(evaluated)} evaluated {split!r} patients of {cache} were used by "
+        parts = [f"{len(keys)} of the {len(ev_patients)} evaluated {split!r} patients of {cache} were used by "
                  f"{name} (e.g. {', '.join(keys[:5])})" for name, keys in leaks.items()]
         raise LeakError("patient leak: " + "; ".join(parts) + f". {HINT}")
     return {"ok": True, "split": split, "n_evaluated_patients": len(evaluated),

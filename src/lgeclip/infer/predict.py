@@ -4,7 +4,8 @@ Every slice of the selected series is scored. The patient call uses the slices t
 (basal / mid / apical at ~20 / 50 / 80 % of the stack, ``choose_levels``) aggregated like in evaluation, so a
 prediction means the same as the evaluation numbers; the all-slice aggregate is reported next to it.
 
-Output folder: ``<patient_key>/prediction.json`` + ``prediction.png`` per study, ``predictions.csv`` (one row per
+Output folder: ``<key>/prediction.json`` + ``prediction.png`` per study (the patient key, or
+``<patient key>~<study hash>`` for each study of a patient with several in the batch), ``predictions.csv`` (one row per
 study), ``failures.csv`` (study, reason) and ``summary.json``. Patients appear only by their salted hash key:
 no name, ID, birth date or source folder name is written.
 """
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lgeclip.io.cohort import patient_key
 from lgeclip.io.dicom import (
     choose_levels,
     group_studies,
@@ -26,40 +26,39 @@ from lgeclip.io.dicom import (
     read_pixels,
     scan_tree,
     select_lge_series,
+    study_keys,
 )
 from lgeclip.io.ingest import phi_tokens, scrub
 from lgeclip.metrics import aggregate
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text, get_logger, stable_hash
 
 
-def _study_key(series) -> str:
-    first = series[0]
-    return patient_key(first.patient_id) if first.patient_id else "study-" + stable_hash(first.study_uid)
-
-
-def predict_study(predictor, series: list, rules=None, with_sources: bool = False):
+def predict_study(predictor, series: list, rules=None, with_sources: bool = False, key: str | None = None):
     """One study's prediction (JSON-ready dict) and the model-input image of each slice (None where skipped)
     (+ the source DICOM path of each slice with ``with_sources``: never written to JSON, folder names may hold
-    PHI); raises ValueError with the reason when the study cannot be scored."""
-    key = _study_key(series)
+    PHI); raises ValueError with the reason when the study cannot be scored. ``key``: the study's key in its
+    batch (``io.dicom.study_keys``; default: the study alone)."""
+    key = key or study_keys({series[0].study_uid: series})[series[0].study_uid]
     toks = phi_tokens(series[0].patient_id, series[0].patient_name, series[0].birth_date)
     chosen, why = select_lge_series(series, rules)
     if chosen is None:
         raise ValueError(scrub(why, toks))
     ordered, _ = order_slices(chosen, rules.position_tol_mm if rules else 0.5)
-    items, kept = [], []
+    items, kept, dropped = [], [], []
     for inst in ordered:
         try:
             img, sp = read_pixels(inst.path)
         except Exception as e:  # one unreadable file drops one slice, not the study
-            get_logger("lgeclip.predict").warning("%s: slice dropped (%s)", key, type(e).__name__)
+            # read_pixels' ValueErrors name the problem (never a path or a name); others by their type only
+            dropped.append(str(e) if isinstance(e, ValueError) else f"unreadable pixel data ({type(e).__name__})")
+            get_logger("lgeclip.predict").warning("%s: slice dropped (%s)", key, dropped[-1])
             continue
         if sp is None:
             raise ValueError("missing PixelSpacing in the LGE series")
         items.append((img, sp))
         kept.append(inst)
     if len(items) < 1:
-        raise ValueError("no readable slice in the LGE series")
+        raise ValueError("no readable slice in the LGE series" + (f" ({dropped[0]})" if dropped else ""))
     n = len(items)
     protocol = dict(choose_levels(n, 3))
     scores = predictor.predict_slices([(img, sp, level_of(i, n)) for i, (img, sp) in enumerate(items)])
@@ -138,10 +137,12 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     rules_obj = load_rules(rules)
     series, skipped = scan_tree(Path(studies))
     rows, failures = [], [(f"file-{stable_hash(str(p))}", why) for p, why in skipped]
-    for _, ss in sorted(group_studies(series).items(), key=lambda kv: _study_key(kv[1])):
-        key = _study_key(ss)
+    studies = group_studies(series)
+    keys = study_keys(studies)  # two studies of one patient: two keys, two output folders
+    for uid, ss in sorted(studies.items(), key=lambda kv: keys[kv[0]]):
+        key = keys[uid]
         try:
-            pred, inputs, sources = predict_study(predictor, ss, rules_obj, with_sources=True)
+            pred, inputs, sources = predict_study(predictor, ss, rules_obj, with_sources=True, key=key)
         except Exception as e:  # noqa: BLE001 - a batch job records the study and goes on
             reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             reason = scrub(reason, phi_tokens(ss[0].patient_id, ss[0].patient_name, ss[0].birth_date))

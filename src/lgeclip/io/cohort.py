@@ -38,6 +38,21 @@ def patient_key(identifier: str, salt: str = DEFAULT_SALT) -> str:
     return "pt-" + stable_hash(salt, str(identifier).strip())
 
 
+STUDY_SEP = "~"  # a case key of a patient with several studies: ``<patient key>~<study hash>``
+
+
+def study_key(patient: str, study_uid: str, several: bool) -> str:
+    """The key of one study (a cohort case, a prediction folder): the patient's key when it is the patient's only
+    study, else ``<patient key>~<hash of the StudyInstanceUID>`` so that two studies of one patient stay apart
+    (while :func:`patient_of` still joins them, e.g. into one split fold)."""
+    return f"{patient}{STUDY_SEP}{stable_hash(str(study_uid), length=8)}" if several else patient
+
+
+def patient_of(key: str) -> str:
+    """The patient key of a case key (the key itself for a patient's only study)."""
+    return key.split(STUDY_SEP, 1)[0]
+
+
 @dataclass
 class SliceRecord:
     """One manifest row. ``scar_truth`` is 1/0 when pixel truth is known, else None."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from lgeclip.config import load_config
-from lgeclip.utils import config_dir
+from lgeclip.io.cohort import patient_key, study_key
+from lgeclip.utils import config_dir, stable_hash
 
 DEFAULT_RULES_PATH = config_dir("ingest", "series_rules.yaml")
 # Anatomical prior: from base to apex the LV long axis points to the patient's left (+x), anterior (-y) and
@@ -148,6 +150,22 @@ def _read_header(path: Path) -> pydicom.Dataset:
         return ds
 
 
+def _dicomdir_files(path: Path) -> set[str]:
+    """Paths of the files a DICOMDIR's directory records reference (relative to its folder); empty if unreadable.
+    The scan reads every file of the tree anyway; the index only tells which listed files are missing."""
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception:  # noqa: BLE001 - a broken index loses nothing: the images are found by the walk
+        return set()
+    out = set()
+    for rec in getattr(ds, "DirectoryRecordSequence", []) or []:
+        fid = getattr(rec, "ReferencedFileID", None)
+        if fid:
+            parts = [str(fid)] if isinstance(fid, str) else [str(x) for x in fid]
+            out.add(os.path.realpath(Path(path).parent.joinpath(*parts)))
+    return out
+
+
 def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]]]:
     """Walk ``root``; return series (grouped by Study/Series UID tags) and ``(path, reason)`` for skipped files
     and folders.
@@ -155,12 +173,14 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
     Links are followed (a folder of linked studies works), but no folder or file is read twice: a link back up
     the tree, or a second link to the same study, is skipped with its reason (by real path). A folder that cannot
     be listed (permissions) is a skipped entry, and an instance whose SOP Instance UID was already read (a copy
-    of the same image) is left out of its series."""
+    of the same image) is left out of its series. A DICOMDIR is an index: the files it lists are read by the
+    walk like any other, and those it lists that are missing are skipped entries."""
     series: dict[tuple[str, str], SeriesInfo] = {}
     skipped: list[tuple[Path, str]] = []
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
     seen_sops: set[tuple[str, str, str]] = set()
+    indexed: set[str] = set()  # files a DICOMDIR lists
 
     def unreadable(err: OSError) -> None:
         skipped.append((Path(err.filename or root), f"unreadable folder ({type(err).__name__})"))
@@ -190,7 +210,9 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
                 continue
             meta = getattr(ds, "file_meta", None)
             if str(getattr(meta, "MediaStorageSOPClassUID", "")) == "1.2.840.10008.1.3.10":
-                skipped.append((path, "DICOMDIR (ignored)"))
+                refs = _dicomdir_files(path)
+                indexed.update(refs)
+                skipped.append((path, f"DICOMDIR (an index of {len(refs)} files; the images are read by the scan)"))
                 continue
             study, ser, sop = (str(getattr(ds, t, "") or "") for t in
                                ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
@@ -225,6 +247,9 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
                                                                                    None), 6),
                 image_type=it, slice_location=_f(getattr(ds, "SliceLocation", None)),
                 pixel_spacing=_f(getattr(ds, "PixelSpacing", None), 2)))
+    for ref in sorted(indexed):  # an export that lost files its DICOMDIR lists: say so (they cannot be read)
+        if not os.path.isfile(ref):
+            skipped.append((Path(ref), "listed in a DICOMDIR but missing"))
     out = sorted(series.values(), key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid))
     for s in out:
         s.image_types = tuple(sorted({t for i in s.instances for t in i.image_type}))
@@ -238,6 +263,16 @@ def group_studies(series: list[SeriesInfo]) -> dict[str, list[SeriesInfo]]:
     for s in series:
         out.setdefault(s.study_uid, []).append(s)
     return out
+
+
+def study_keys(studies: dict[str, list[SeriesInfo]]) -> dict[str, str]:
+    """StudyInstanceUID -> key of each study of :func:`group_studies`: the salted patient key, with a study suffix
+    when the patient has several studies in the batch (``io.cohort.study_key``); a study without PatientID is
+    ``study-<hash of its UID>``."""
+    pkey = {uid: patient_key(ss[0].patient_id) if ss[0].patient_id else "study-" + stable_hash(uid)
+            for uid, ss in studies.items()}
+    n = Counter(pkey.values())
+    return {uid: study_key(k, uid, n[k] > 1) for uid, k in pkey.items()}
 
 
 def _norm(text: str) -> str:

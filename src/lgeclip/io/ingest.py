@@ -1,8 +1,9 @@
 """DICOM studies + free-text reports -> cohort folder (manifest, slice arrays, excluded.csv, cohort.json).
 
 Bad input never aborts a run: unreadable files, studies without an LGE series / PixelSpacing / report / LGE
-sentence land in ``excluded.csv`` with their reason. The ``study`` column there is the patient key (or a hash of
-the StudyInstanceUID / file path): no name, ID or birth date reaches any output file or log line.
+sentence land in ``excluded.csv`` with their reason. The ``study`` column there is the case key (the patient key;
+``<patient key>~<study hash>`` for each study of a patient with several, which stay separate cases in one split
+fold; or a hash of the StudyInstanceUID / file path): no name, ID or birth date reaches any output or log line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lgeclip.io.cohort import SliceRecord, patient_key, save_slice, write_excluded, write_manifest
+from lgeclip.io.cohort import SliceRecord, patient_of, save_slice, write_excluded, write_manifest
 from lgeclip.io.dicom import (
     DEFAULT_RULES_PATH,
     SeriesInfo,
@@ -30,6 +31,7 @@ from lgeclip.io.dicom import (
     read_pixels,
     scan_tree,
     select_lge_series,
+    study_keys,
 )
 from lgeclip.io.splits import ensure_splits, splits_path
 from lgeclip.utils import atomic_write_json, get_logger, stable_hash
@@ -109,11 +111,13 @@ def scrub(text: str, tokens: list[str]) -> str:
     return text
 
 
-def _pick_report(reports: list[tuple[str, str]], accession: str) -> str:
+def _pick_report(reports: list[tuple[str, str]], accession: str, several_studies: bool = False) -> str | None:
+    """The report with the study's accession, else the patient's first report; None for a patient with several
+    studies when the accession picks no report (which study a report describes is then unknown)."""
     for acc, text in reports:
         if accession and acc == accession:
             return text
-    return reports[0][1]
+    return None if several_studies else reports[0][1]
 
 
 def _load_truth(truth_dir: Path | None, patient_id: str) -> tuple[dict | None, dict | None]:
@@ -143,13 +147,12 @@ def _truth_for(sop: str, meta: dict | None, arrays: dict | None) -> tuple[dict, 
     return masks, int(bool(sl.get("has_scar"))) if "has_scar" in sl else None
 
 
-def _ingest_study(series: list[SeriesInfo], reports: dict, out: Path, rules, truth: Path | None, n_levels: int,
-                  report_fns) -> tuple[list[SliceRecord], list[tuple[str, str]], dict]:
-    """One study -> (records, excluded rows, info). Raises nothing for bad input."""
+def _ingest_study(series: list[SeriesInfo], key: str, reports: dict, out: Path, rules, truth: Path | None,
+                  n_levels: int, report_fns) -> tuple[list[SliceRecord], list[tuple[str, str]], dict]:
+    """One study (cohort case ``key``) -> (records, excluded rows, info). Raises nothing for bad input."""
     extract_lge_sentences, lge_status = report_fns
     first = series[0]
     pid = first.patient_id
-    key = patient_key(pid) if pid else "study-" + stable_hash(first.study_uid)
     toks = phi_tokens(pid, first.patient_name, first.birth_date)
     info: dict = {"study": key}
 
@@ -166,7 +169,9 @@ def _ingest_study(series: list[SeriesInfo], reports: dict, out: Path, rules, tru
     info["series_uid_hash"] = stable_hash(chosen.series_uid)
     if pid not in reports:
         return excl("no report for this patient")
-    text = _pick_report(reports[pid], chosen.accession)
+    text = _pick_report(reports[pid], chosen.accession, several_studies=key != patient_of(key))
+    if text is None:
+        return excl("several studies of this patient and no report with this study's accession")
     sentences = [s for s in extract_lge_sentences(text) if not contains_phi(s, toks)]
     if not sentences:
         return excl("report has no LGE sentence (after PHI scrubbing)")
@@ -227,28 +232,23 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
     excluded += [(f"reports-row-{r['row']}", f"report row not read: {r['reason']}")
                  for r in report_info["skipped_rows"]]
     studies = group_studies(series)
+    keys = study_keys(studies)  # two studies of one patient stay two cases (one split fold: io.splits)
     records: list[SliceRecord] = []
     infos: dict[str, dict] = {}
-    seen: set[str] = set()
     console = Console(stderr=True)
     with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("studies", total=len(studies))
         for study_uid, ss in studies.items():
+            key = keys[study_uid]
             try:
-                recs, rows, info = _ingest_study(ss, reports, out, rules_obj, truth and Path(truth), n_levels,
+                recs, rows, info = _ingest_study(ss, key, reports, out, rules_obj, truth and Path(truth), n_levels,
                                                  (extract_lge_sentences, lge_status))
             except Exception as e:  # a bug on one odd study must not lose the cohort
-                key = patient_key(ss[0].patient_id) if ss[0].patient_id else "study-" + stable_hash(study_uid)
                 recs, rows, info = [], [(key, f"ingest error ({type(e).__name__})")], {"study": key}
-            if recs and info["study"] in seen:
-                rows.append((info["study"], "second study of this patient (kept the first)"))
-                recs = []
-            if recs:
-                seen.add(info["study"])
             records += recs
             excluded += rows
-            infos[info["study"] if info["study"] not in infos else info["study"] + "-" + stable_hash(study_uid)] = info
+            infos[key] = info
             bar.advance(task)
     write_manifest(out, records)
     write_excluded(out, excluded)
@@ -257,6 +257,7 @@ def ingest_dicom(dicom_root: str | Path, reports_csv: str | Path, out: str | Pat
     dt = time.perf_counter() - t0
     summary = {
         "source": "dicom", "n_studies": len(studies), "n_ingested": n_ok, "n_excluded_studies": len(studies) - n_ok,
+        "n_patients": len({patient_of(r.patient_key) for r in records}),
         "n_slices": len(records), "n_skipped_files": len(skipped), "n_excluded_rows": len(excluded),
         "labels": {k: len({r.patient_key for r in records if r.label == k}) for k in ("positive", "negative",
                                                                                        "unknown")},

@@ -4,7 +4,8 @@
 tests its own patients, validates on a stratified ``val_fraction`` of the rest and trains on the remainder.
 The anatomy nets (``data.fold``), the preprocessed cache (``fold``) and cross-validation all read their split
 from this file, so a patient tested by one stage was never trained on or selected on by another. Keys are the
-salted pseudonymous ``patient_key`` of the manifest (no PHI). Layout::
+salted pseudonymous ``patient_key`` of the manifest (no PHI); the studies of a patient with several
+(``<patient key>~<study hash>``) are dealt together, into one fold and one of train / val. Layout::
 
     {"version": 1, "seed", "n_folds", "val_fraction", "stratified_by": "report label" (or a named stratum),
      "default_fold": 0,
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgeclip.io.cohort import SliceRecord, read_manifest
+from lgeclip.io.cohort import SliceRecord, patient_of, read_manifest
 from lgeclip.utils import atomic_write_json
 
 SPLITS_FILE = "splits.json"
@@ -31,15 +32,30 @@ DEFAULT_N_FOLDS, DEFAULT_SEED, DEFAULT_VAL_FRACTION = 5, 0, 0.125
 _RANK = {"positive": 2, "negative": 1, "unknown": 0}
 
 
+def _by_patient(labels: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Case labels -> (patient -> label (positive over negative over unknown), patient -> its case keys): the
+    studies of one patient (``io.cohort.patient_of``) are dealt together."""
+    group_label: dict[str, str] = {}
+    cases: dict[str, list[str]] = {}
+    for k, lab in labels.items():
+        g = patient_of(k)
+        cases.setdefault(g, []).append(k)
+        if _RANK.get(lab, 0) >= _RANK.get(group_label.get(g, "unknown"), 0):
+            group_label[g] = lab
+    return group_label, cases
+
+
 def _deal(labels: dict[str, str], folds: int, seed: int) -> dict[str, int]:
     rng = np.random.default_rng(seed)
+    group_label, cases = _by_patient(labels)
     out: dict[str, int] = {}
     i = 0
-    for lab in sorted(set(labels.values())):
-        keys = sorted(k for k, v in labels.items() if v == lab)
+    for lab in sorted(set(group_label.values())):
+        keys = sorted(k for k, v in group_label.items() if v == lab)
         rng.shuffle(keys)
         for k in keys:
-            out[k] = i % folds
+            for case in cases[k]:
+                out[case] = i % folds
             i += 1
     return out
 
@@ -60,14 +76,16 @@ def fold_splits(labels: dict[str, str], fold_of: dict[str, int], fold: int, val_
     least one when that label has >= 2 training patients and val_fraction > 0) of the rest are val."""
     rng = np.random.default_rng(seed + 1000 * (fold + 1))
     out = {k: "test" for k, f in fold_of.items() if f == fold}
-    for lab in sorted(set(labels.values())):
-        keys = sorted(k for k, v in labels.items() if v == lab and fold_of[k] != fold)
+    group_label, cases = _by_patient(labels)
+    for lab in sorted(set(group_label.values())):
+        keys = sorted(k for k, v in group_label.items() if v == lab and fold_of[cases[k][0]] != fold)
         rng.shuffle(keys)
         n_val = int(round(val_fraction * len(keys)))
         if val_fraction > 0 and len(keys) >= 2:
             n_val = min(max(n_val, 1), len(keys) - 1)
         for i, k in enumerate(keys):
-            out[k] = "val" if i < n_val else "train"
+            for case in cases[k]:
+                out[case] = "val" if i < n_val else "train"
     return out
 
 
