@@ -207,6 +207,12 @@ def test_flip_tta_averages_the_four_flips():
     expected = (p + p[:, :, ::-1] + p[:, :, :, ::-1] + p[:, :, ::-1, ::-1]) / 4  # hand: mean of the flipped maps
     np.testing.assert_allclose(q, expected, atol=1e-6)
     assert not np.allclose(p, p[:, :, ::-1])  # the net itself is asymmetric
+    d8 = AnatomyPredictor(CornerSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, device="cpu",
+                          tta="dihedral")._seg_probs(views)
+    # the 8 symmetries of the square = the 4 flips and their transposes: the mean over all 8 maps
+    np.testing.assert_allclose(d8, (expected + expected.transpose(0, 1, 3, 2)) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="tta must be"):
+        AnatomyPredictor(CornerSeg(), FakeLandmarks(), SegNetCfg(), view, LandmarkNetCfg(), view, tta="rot")
     eq = fake_predictor()  # an intensity-only (flip-equivariant) net: TTA changes nothing
     eq_tta = fake_predictor()
     eq_tta.tta = True

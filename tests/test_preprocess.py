@@ -296,7 +296,37 @@ def test_build_cache_with_predictor_batches(tmp_path, monkeypatch):
                         types.SimpleNamespace(AnatomyPredictor=FakePredictor))
     summary = build_cache(tmp_path / "cohort", tmp_path / "seg", tmp_path / "lm", tmp_path / "cache",
                           config=PreprocessCfg(batch_size=4))
-    assert summary["n_cached"] == 4 and summary["n_excluded"] == 2 and calls["batch"] == 2
+    # batches hold whole patients (a stack is predicted together): 3 + 3 slices at batch_size 4; the second fails
+    assert summary["n_cached"] == 3 and summary["n_excluded"] == 3 and calls["batch"] == 2
     reasons = [r[1] for r in csv.reader((tmp_path / "cache" / "excluded.csv").open())][1:]
     assert all("anatomy prediction failed: no LV found" in r for r in reasons)
     assert summary["seg_run"].endswith("seg") and summary["landmarks_run"].endswith("lm")
+
+
+def test_build_cache_makes_rvips_consistent_along_each_stack(tmp_path, monkeypatch):
+    _fake_cohort(tmp_path / "cohort", n_patients=2)
+
+    class OutlierPredictor:  # one slice of the first patient has its anterior RVIP 180 degrees off
+        @classmethod
+        def from_run_dirs(cls, seg_run, landmarks_run, tta=False):
+            return cls()
+
+        def predict_batch(self, items, names=None):
+            out = []
+            for (im, _sp), name in zip(items, names, strict=True):
+                ant = 305.0 if name == "pt-000000000000_01_mid" else 125.0
+                myo, bp, a, i = make_ring(im.shape, C, 14.0, 20.0, (ant, 245.0))
+                out.append(AnatomyResult(myo, bp, a, i))
+            return out
+
+    monkeypatch.setitem(sys.modules, "lgeclip.anatomy.predictor",
+                        types.SimpleNamespace(AnatomyPredictor=OutlierPredictor))
+    off = build_cache(tmp_path / "cohort", tmp_path / "seg", tmp_path / "lm", tmp_path / "off")
+    on = build_cache(tmp_path / "cohort", tmp_path / "seg", tmp_path / "lm", tmp_path / "on",
+                     overrides=["rvip_stack_max_dev_deg=45"])
+    assert off["n_rvip_stack_changed"] == 0 and on["n_rvip_stack_changed"] == 1
+    moved = load_cached_slice(tmp_path / "on" / "slices" / "pt-000000000000_01_mid.npz")
+    kept = load_cached_slice(tmp_path / "off" / "slices" / "pt-000000000000_01_mid.npz")
+    neighbour = load_cached_slice(tmp_path / "on" / "slices" / "pt-000000000000_00_basal.npz")
+    # after orientation the moved slice's RVIPs sit where its neighbours' do; without the pass they do not
+    assert np.abs(moved["rvip"] - neighbour["rvip"]).max() < 3.0 < np.abs(kept["rvip"] - neighbour["rvip"]).max()

@@ -265,7 +265,7 @@ class AnatomyPredictor:
 
     def __init__(self, seg_net: Any, landmark_net: Any, seg_net_cfg: SegNetCfg, seg_view: ViewCfg,
                  landmark_cfg: LandmarkNetCfg, landmark_view: ViewCfg, device: str | None = None,
-                 batch_size: int = 32, recenter_mm: float = 10.0, tta: bool = False,
+                 batch_size: int = 32, recenter_mm: float = 10.0, tta: bool | str = False,
                  pass1_zooms: Sequence[float] = (1.0, 2.0)) -> None:
         import torch
 
@@ -276,14 +276,18 @@ class AnatomyPredictor:
         self.lm_cfg, self.lm_view = landmark_cfg, landmark_view
         self.batch_size = batch_size
         self.recenter_mm = recenter_mm  # redo pass 2 once when its LV centre moved further than this
-        self.tta = tta  # segmentation probabilities averaged over the 4 flips of each view (4x the seg-net cost)
+        # segmentation probabilities averaged over the 4 flips of each view (True / "flip": 4x the seg-net cost) or
+        # over its 8 flips and 90-degree rotations ("dihedral": 8x)
+        if tta not in (False, True, "flip", "dihedral"):
+            raise ValueError(f"tta must be False, True, 'flip' or 'dihedral', got {tta!r}")
+        self.tta = tta
         self.pass1_zooms = tuple(float(z) for z in pass1_zooms)  # whole view first, then magnified retries
 
     @classmethod
     def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None,
-                      tta: bool = False) -> AnatomyPredictor:
-        """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``); ``tta``: flip
-        test-time augmentation of the segmentation net."""
+                      tta: bool | str = False) -> AnatomyPredictor:
+        """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``); ``tta``: flip (True
+        / "flip") or flip + rotation ("dihedral") test-time augmentation of the segmentation net."""
         from lgeclip.anatomy.nets import build_landmark_net, build_seg_net
         from lgeclip.config import from_dict
         from lgeclip.utils import load_tensors
@@ -311,14 +315,16 @@ class AnatomyPredictor:
 
     def _seg_probs(self, views: list[np.ndarray]) -> np.ndarray:
         flips = [(), (0,), (1,), (0, 1)] if self.tta else [()]
+        turns = (0, 1) if self.tta == "dihedral" else (0,)  # with the 4 flips: all 8 symmetries of the square
         probs = 0.0
-        for axes in flips:  # axes of a (S, S) view; the same flip undoes it on the (N, C, S, S) output
-            v = [np.ascontiguousarray(np.flip(x, axes)) for x in views] if axes else views
-            logits = self._run(self.seg_net, v)
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p = e / e.sum(axis=1, keepdims=True)
-            probs = probs + (np.flip(p, tuple(a + 2 for a in axes)) if axes else p)
-        return np.asarray(probs / len(flips), np.float32)  # (N, C, S, S)
+        for k in turns:
+            for axes in flips:  # flip then turn a (S, S) view; undo both on the (N, C, S, S) output
+                v = [np.ascontiguousarray(np.rot90(np.flip(x, axes), k)) for x in views] if axes or k else views
+                logits = self._run(self.seg_net, v)
+                e = np.exp(logits - logits.max(axis=1, keepdims=True))
+                p = np.rot90(e / e.sum(axis=1, keepdims=True), -k, axes=(2, 3))
+                probs = probs + (np.flip(p, tuple(a + 2 for a in axes)) if axes else p)
+        return np.asarray(probs / (len(flips) * len(turns)), np.float32)  # (N, C, S, S)
 
     def _landmark_logits(self, views: list[np.ndarray], myo_views: list[np.ndarray]) -> np.ndarray:
         """Heatmap logits (N, K, S, S) with the inference priors of ``lm_cfg`` (rotation TTA, myocardium band)."""

@@ -20,7 +20,7 @@ from lgeclip.anatomy.types import AnatomyResult
 from lgeclip.config import from_dict
 from lgeclip.data.clip import model_image
 from lgeclip.models.zeroshot import ZeroShotClassifier
-from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice
+from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice, stack_consistent
 from lgeclip.preprocess.config import PreprocessCfg, drop_legacy_keys
 from lgeclip.train.clip import ClipTrainCfg, load_run_model
 
@@ -123,7 +123,8 @@ class Predictor:
 
     def predict_slices(self, items: list[tuple[np.ndarray, tuple[float, float], str]],
                        anatomies: list[AnatomyResult | None] | None = None) -> list[SliceScore]:
-        """Score native slices ``(image, spacing_mm, level)``; anatomy from the nets unless given.
+        """Score native slices ``(image, spacing_mm, level)``; anatomy from the nets unless given (then the items
+        are taken as one stack in order, for ``rvip_stack_max_dev_deg``).
 
         A slice whose anatomy or preprocessing fails gets ``p_lge=None`` and the reason; the others are scored."""
         if anatomies is None:
@@ -131,6 +132,9 @@ class Predictor:
                 raise ValueError("predict_slices: no anatomy predictor (built with with_anatomy=False)")
             anatomies = self.anatomy.predict_batch([(im, sp) for im, sp, _ in items],
                                                    names=[f"slice {i}" for i in range(len(items))], errors="none")
+            # the items are one series' stack, in order: its RVIPs can be made consistent along it
+            anatomies, _ = stack_consistent(anatomies, [sp for _, sp, _ in items], [0] * len(items),
+                                            list(range(len(items))), self.preprocess_cfg)
         scores: list[SliceScore] = []
         for (img, sp, level), anat in zip(items, anatomies, strict=True):
             if anat is None:

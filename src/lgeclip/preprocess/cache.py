@@ -21,7 +21,7 @@ from lgeclip.anatomy.types import AnatomyResult, OracleAnatomy
 from lgeclip.config import load_config, save_config, to_dict
 from lgeclip.io.cohort import SliceRecord, load_slice, read_manifest
 from lgeclip.io.splits import patient_split, splits_digest, splits_path
-from lgeclip.preprocess.chain import ImplausibleSlice, preprocess_slice
+from lgeclip.preprocess.chain import ImplausibleSlice, preprocess_slice, stack_consistent
 from lgeclip.preprocess.config import PreprocessCfg
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
@@ -130,6 +130,34 @@ def _anatomy_batch(predictor, items: list[tuple[SliceRecord, dict]]) -> list[Ana
     return out
 
 
+def _patient_chunks(records: list[SliceRecord], size: int) -> list[list[SliceRecord]]:
+    """Records grouped by patient (first-appearance order), in chunks of about ``size`` that split no patient."""
+    by: dict[str, list[SliceRecord]] = {}
+    for r in records:
+        by.setdefault(r.patient_key, []).append(r)
+    chunks: list[list[SliceRecord]] = [[]]
+    for recs in by.values():
+        if chunks[-1] and len(chunks[-1]) + len(recs) > size:
+            chunks.append([])
+        chunks[-1].extend(recs)
+    return [c for c in chunks if c]
+
+
+def _stack_pass(anatomies: list, items: list[tuple[SliceRecord, dict]], cfg: PreprocessCfg) -> int:
+    """Stack-consistent RVIPs (``cfg.rvip_stack_max_dev_deg``) over the predicted slices of a chunk, in place;
+    a stack is one patient's frame (``slice_index // n_slices``)."""
+    idx = [i for i, a in enumerate(anatomies) if not isinstance(a, str)]
+    if cfg.rvip_stack_max_dev_deg <= 0 or not idx:
+        return 0
+    recs = [items[i][0] for i in idx]
+    new, n = stack_consistent([anatomies[i] for i in idx], [items[i][1]["spacing_mm"] for i in idx],
+                              [f"{r.patient_key}/{r.slice_index // max(r.n_slices, 1)}" for r in recs],
+                              [r.slice_index % max(r.n_slices, 1) for r in recs], cfg)
+    for i, a in zip(idx, new, strict=True):
+        anatomies[i] = a
+    return n
+
+
 def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: str | Path | None, out: str | Path,
                 config: str | Path | PreprocessCfg | None = None, overrides: list[str] | None = None,
                 oracle: bool = False) -> dict:
@@ -156,12 +184,12 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
     rows: list[CacheRecord] = []
     excluded: list[tuple[str, str]] = []
     fallback: list[tuple[str, str]] = []  # cached without orientation / AHA map (cfg.rvip_fallback)
+    n_stack = 0  # slices whose RVIPs the stack-consistency pass changed
     t0 = time.perf_counter()
     cols = (TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, transient=True) as bar:
         task = bar.add_task("slices", total=len(records))
-        for start in range(0, len(records), cfg.batch_size):
-            chunk = records[start: start + cfg.batch_size]
+        for chunk in _patient_chunks(records, cfg.batch_size):  # a patient's stack is predicted together
             items: list[tuple[SliceRecord, dict]] = []
             for rec in chunk:
                 path = cohort / rec.image_path
@@ -180,6 +208,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
                         anatomies.append(f"oracle anatomy unavailable: {e}")
             else:
                 anatomies = _anatomy_batch(predictor, items) if items else []
+                n_stack += _stack_pass(anatomies, items, cfg)
             for (rec, arrays), anat in zip(items, anatomies, strict=True):
                 bar.advance(task)
                 if isinstance(anat, str):
@@ -215,7 +244,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
         "cohort": str(cohort.resolve()), "seg_run": None if seg_run is None else str(Path(seg_run).resolve()),
         "landmarks_run": None if landmarks_run is None else str(Path(landmarks_run).resolve()), "oracle": bool(oracle),
         "n_manifest": len(records), "n_cached": len(rows), "n_excluded": len(excluded),
-        "n_rvip_fallback": len(fallback),
+        "n_rvip_fallback": len(fallback), "n_rvip_stack_changed": n_stack,
         "n_patients": len({r.patient_key for r in rows}), "split": count("split"), "label": count("label"),
         "level": count("level"), "seconds": round(seconds, 3),
         "seconds_per_slice": round(seconds / max(len(records), 1), 4), "size": cfg.size,

@@ -172,6 +172,21 @@ def plausibility_problem(anatomy: AnatomyResult, spacing_mm, cfg: PreprocessCfg 
         return e.reason
 
 
+def stack_consistent(anatomies: list[AnatomyResult | None], spacings: list, stacks: list, positions: list,
+                     cfg: PreprocessCfg) -> tuple[list[AnatomyResult | None], int]:
+    """``anatomy.stack.stack_consistent_rvips`` with this recipe's plausibility checks and limit
+    (``cfg.rvip_stack_max_dev_deg``; 0 leaves the anatomies as they are); returns (anatomies, slices changed)."""
+    if cfg.rvip_stack_max_dev_deg <= 0:
+        return list(anatomies), 0
+    from lgeclip.anatomy.stack import stack_consistent_rvips
+
+    ok = [a is not None and plausibility_problem(a, sp, cfg) is None for a, sp in zip(anatomies, spacings,
+                                                                                       strict=True)]
+    new, notes = stack_consistent_rvips(anatomies, spacings, stacks, positions, ok,
+                                        max_dev_deg=cfg.rvip_stack_max_dev_deg)
+    return new, sum(bool(n) for n in notes)
+
+
 def _rvip_problem(anatomy: AnatomyResult, sp: np.ndarray, cfg: PreprocessCfg) -> str | None:
     """Why the RVIPs cannot orient this slice or place its AHA segments (None when they are plausible)."""
     if not anatomy.has_rvip:

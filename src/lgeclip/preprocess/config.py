@@ -26,6 +26,10 @@ class PreprocessCfg:
     # empty AHA map (so no synthetic scar is placed on it); the reason is kept in props["rvip_problem"]
     rvip_fallback: bool = False
     seg_tta: bool = False  # flip test-time augmentation of the segmentation net (4x its cost; +2.7 Dice on EMIDEC)
+    # stack consistency (lgeclip.anatomy.stack): an RVIP more than this many degrees from the angle the nearest
+    # plausible slices of its stack agree on moves there, and an implausible slice's points go onto its wall;
+    # 0 = off
+    rvip_stack_max_dev_deg: float = 0.0
     min_wall_mm: float = 1.5  # median wall thickness on the final grid
     max_wall_mm: float = 25.0
     min_inside_fraction: float = 0.5  # fraction of the crop that lies inside the native image
@@ -48,6 +52,7 @@ class PreprocessCfg:
             (0 < self.min_inside_fraction <= 1, "min_inside_fraction must be in (0, 1]"),
             (self.fold >= 0, "fold must be >= 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 <= self.rvip_stack_max_dev_deg <= 180, "rvip_stack_max_dev_deg must be in [0, 180]"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
