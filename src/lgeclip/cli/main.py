@@ -127,11 +127,15 @@ def evaluate_anatomy_cmd(
     out: Path | None = typer.Option(None, help="Output folder (default: <cohort>/anatomy_eval)."),
     split: str = typer.Option("test", help="Patient split to evaluate (train/val/test/all)."),
     tta: bool = typer.Option(False, help="Flip test-time augmentation of the segmentation net."),
+    dihedral: bool = typer.Option(False, help="With --tta: the 8 flips and 90-degree turns instead of 4 flips."),
+    stack_max_dev_deg: float = typer.Option(0.0, help="Stack-consistent RVIPs first (0 = off; see "
+                                            "PreprocessCfg.rvip_stack_max_dev_deg)."),
 ) -> None:
     """Myocardium Dice and RVIP error (mm) against truth; JSON + picture grid."""
     from lgeclip.eval.anatomy import evaluate_anatomy
 
-    _print(evaluate_anatomy(seg, landmarks, cohort, out=out, split=split, tta=tta))
+    _print(evaluate_anatomy(seg, landmarks, cohort, out=out, split=split,
+                            tta="dihedral" if tta and dihedral else tta, stack_max_dev_deg=stack_max_dev_deg))
 
 
 @app.command()

@@ -19,7 +19,8 @@ from lgeclip.anatomy.aha import aha_segment_map
 from lgeclip.anatomy.predictor import AnatomyPredictor
 from lgeclip.data.anatomy import SPLITS, cohort_splits
 from lgeclip.io.cohort import load_slice, read_manifest
-from lgeclip.preprocess.chain import plausibility_problem
+from lgeclip.preprocess.chain import plausibility_problem, stack_consistent
+from lgeclip.preprocess.config import PreprocessCfg
 from lgeclip.utils import atomic_write_json, atomic_write_text, get_logger
 
 
@@ -65,10 +66,12 @@ def _run_fold(seg_run: Path) -> int:
 
 def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path | None = None, split: str = "test",
                      device: str | None = None, batch: int = 16, grid_n: int = 16,
-                     predictor: AnatomyPredictor | None = None, tta: bool = False) -> dict:
+                     predictor: AnatomyPredictor | None = None, tta: bool | str = False,
+                     stack_max_dev_deg: float = 0.0) -> dict:
     """Myocardium Dice (per slice; per patient as the mean of its slices and as one volume) and RVIP error (mm;
     anterior, inferior, pooled) of the two nets on ``split`` ("train" / "val" / "test" / "all") of ``cohort``;
-    writes JSON, CSV and a PNG grid."""
+    writes JSON, CSV and a PNG grid. ``stack_max_dev_deg`` > 0: RVIPs made consistent along each stack first
+    (``PreprocessCfg.rvip_stack_max_dev_deg``)."""
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
     cohort = Path(cohort)
@@ -84,11 +87,19 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         raise ValueError(f"{cohort}: no slice with truth masks in split {split!r} (fold {fold} of its splits.json)")
     rows, shown = [], []
     grid_ids = {records[i].slice_id for i in np.linspace(0, len(records) - 1, min(grid_n, len(records))).astype(int)}
-    for i in range(0, len(records), batch):
-        chunk = records[i:i + batch]
+    stack_cfg = PreprocessCfg(rvip_stack_max_dev_deg=stack_max_dev_deg)
+    n_stack = 0
+    by_patient: dict[str, list] = {}
+    for r in records:  # a patient's slices are predicted together (its stacks, for the stack-consistency pass)
+        by_patient.setdefault(r.patient_key, []).append(r)
+    for chunk in by_patient.values():
         arrays = [load_slice(cohort / r.image_path) for r in chunk]
         results = pred.predict_batch([(a["image"], a["spacing_mm"]) for a in arrays], [r.slice_id for r in chunk],
                                      errors="none")
+        results, n = stack_consistent(results, [a["spacing_mm"] for a in arrays],
+                                      [f"{r.patient_key}/{r.slice_index // max(r.n_slices, 1)}" for r in chunk],
+                                      [r.slice_index % max(r.n_slices, 1) for r in chunk], stack_cfg)
+        n_stack += n
         for r, a, res in zip(chunk, arrays, results, strict=True):
             sp = np.asarray(a["spacing_mm"], float).reshape(-1)
             sp = np.array([sp[0], sp[-1]])
@@ -117,7 +128,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
     per_patient_volume = {k: _volume_dice(v) for k, v in sorted(patients.items())}
     ant, inf = [r["err_ant_mm"] for r in rows], [r["err_inf_mm"] for r in rows]
     summary = {
-        "cohort": str(cohort), "split": split, "fold": fold, "tta": bool(pred.tta), "n_slices": len(rows),
+        "cohort": str(cohort), "split": split, "fold": fold, "tta": pred.tta, "n_slices": len(rows),
+        "stack_max_dev_deg": stack_max_dev_deg, "n_rvip_stack_changed": n_stack,
         "n_patients": len(patients),
         "n_failed": sum(r["failed"] for r in rows), "n_without_masks": n_no_masks,
         "dice_myo_mean": float(np.mean([r["dice_myo"] for r in rows])),
