@@ -175,11 +175,13 @@ def test_a_dicomdir_is_an_index_its_images_are_read_and_missing_ones_named(tmp_p
     images = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "DICOMDIR")
     assert len(images) == 6
     images[0].unlink()  # an export that lost a file its index lists
-    series, skipped = scan_tree(root)
+    (tmp_path / "media").symlink_to(root)  # scanned through a link, as a mounted export often is
+    series, skipped = scan_tree(tmp_path / "media")
     assert len(series) == 1 and series[0].n_images == 5
     reasons = {p.name: why for p, why in skipped}
     assert reasons["DICOMDIR"] == "DICOMDIR (an index of 6 files; the images are read by the scan)"
     assert reasons[images[0].name] == "listed in a DICOMDIR but missing"
+    assert all(p.is_relative_to(tmp_path / "media") for p, _ in skipped)  # under the root as given (ingest keys)
 
 
 def test_two_studies_of_one_patient_are_two_cases_in_one_fold(tmp_path):

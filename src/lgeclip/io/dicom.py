@@ -150,19 +150,20 @@ def _read_header(path: Path) -> pydicom.Dataset:
         return ds
 
 
-def _dicomdir_files(path: Path) -> set[str]:
-    """Paths of the files a DICOMDIR's directory records reference (relative to its folder); empty if unreadable.
-    The scan reads every file of the tree anyway; the index only tells which listed files are missing."""
+def _dicomdir_files(path: Path) -> dict[str, Path]:
+    """Real path -> path (under the scanned root) of each file a DICOMDIR's directory records reference; empty if
+    unreadable. The scan reads every file of the tree anyway; the index only tells which listed files are missing."""
     try:
         ds = pydicom.dcmread(path, force=True)
     except Exception:  # noqa: BLE001 - a broken index loses nothing: the images are found by the walk
-        return set()
-    out = set()
+        return {}
+    out = {}
     for rec in getattr(ds, "DirectoryRecordSequence", []) or []:
         fid = getattr(rec, "ReferencedFileID", None)
         if fid:
             parts = [str(fid)] if isinstance(fid, str) else [str(x) for x in fid]
-            out.add(os.path.realpath(Path(path).parent.joinpath(*parts)))
+            ref = Path(path).parent.joinpath(*parts)
+            out[os.path.realpath(ref)] = ref
     return out
 
 
@@ -180,7 +181,7 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
     seen_sops: set[tuple[str, str, str]] = set()
-    indexed: set[str] = set()  # files a DICOMDIR lists
+    indexed: dict[str, Path] = {}  # files a DICOMDIR lists (real path -> path under root)
 
     def unreadable(err: OSError) -> None:
         skipped.append((Path(err.filename or root), f"unreadable folder ({type(err).__name__})"))
@@ -247,9 +248,9 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
                                                                                    None), 6),
                 image_type=it, slice_location=_f(getattr(ds, "SliceLocation", None)),
                 pixel_spacing=_f(getattr(ds, "PixelSpacing", None), 2)))
-    for ref in sorted(indexed):  # an export that lost files its DICOMDIR lists: say so (they cannot be read)
-        if not os.path.isfile(ref):
-            skipped.append((Path(ref), "listed in a DICOMDIR but missing"))
+    for real in sorted(indexed):  # an export that lost files its DICOMDIR lists: say so (they cannot be read)
+        if not os.path.isfile(real):
+            skipped.append((indexed[real], "listed in a DICOMDIR but missing"))
     out = sorted(series.values(), key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid))
     for s in out:
         s.image_types = tuple(sorted({t for i in s.instances for t in i.image_type}))
