@@ -218,7 +218,10 @@ def scan_tree(root: str | Path) -> tuple[list[SeriesInfo], list[tuple[Path, str]
             study, ser, sop = (str(getattr(ds, t, "") or "") for t in
                                ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
             if not (study and ser and sop):
-                skipped.append((path, "DICOM without Study/Series/SOP Instance UID"))
+                # the file meta names an instance but the data set stops before its UIDs: a cut-off copy
+                cut = not (study or ser or sop) and getattr(meta, "MediaStorageSOPInstanceUID", None)
+                skipped.append((path, "truncated DICOM file (the data set ends before its UIDs)" if cut
+                                else "DICOM without Study/Series/SOP Instance UID"))
                 continue
             if "Rows" not in ds:
                 skipped.append((path, "DICOM without an image (no Rows)"))
