@@ -9,7 +9,8 @@ Report sentences use the words of the zero-shot prompts, so a tiny randomly init
 covers the fixture sentences, the prompts and the synthetic-scar templates; pass its folder as
 ``model.text_model=<folder>``.
 
-``RingAnatomy`` stands in for the anatomy nets of a predictor (a 25 mm LV ring at the image centre).
+``train_tiny_run(root)`` trains the smoke recipe on both for 2 steps. ``RingAnatomy`` stands in for the anatomy
+nets of a predictor (a 25 mm LV ring at the image centre).
 
 Run as a script (``torchrun --nproc_per_node=2 tests/_clip_fixtures.py ddp CACHE TEXT_MODEL OUT``) it is the
 worker of the 2-process DDP test: it trains the smoke recipe and every rank saves its final weights.
@@ -197,6 +198,19 @@ def _ddp_worker(cache: str, text_model: str, out: str) -> None:
     print(f"rank {rank} done: {summary['steps']} steps", flush=True)
     sys.stdout.flush()
     os._exit(0)  # skip process-group teardown (aborts ~1 in 4 gloo runs here, see ENVIRONMENT.md)
+
+
+def train_tiny_run(root: Path) -> dict:
+    """A tiny cache (10 ring patients, 64 px), a tiny text model and a 2-step smoke training of it under ``root``;
+    returns {"root", "cache", "run"}."""
+    from lgeclip.train.clip import train_clip
+
+    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, n_folds=3, val_fraction=0.34)
+    text = make_tiny_text_model(root)
+    run = root / "run"
+    train_clip("smoke", cache, run, overrides=tiny_overrides(text, 32, **{"loop.max_steps": 2, "loop.epochs": 1,
+                                                                          "loop.batch_size": 4}))
+    return {"root": root, "cache": cache, "run": run}
 
 
 class RingAnatomy:

@@ -196,17 +196,11 @@ def test_an_interrupted_ingest_run_again_writes_what_an_uninterrupted_one_writes
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
     """A tiny trained run and its predictor, with a stand-in anatomy (a ring at the image centre)."""
-    from _clip_fixtures import RingAnatomy, make_tiny_cache, make_tiny_text_model, tiny_overrides
+    from _clip_fixtures import RingAnatomy, train_tiny_run
 
     from lgeclip.infer.zeroshot import Predictor
-    from lgeclip.train.clip import train_clip
 
-    root = tmp_path_factory.mktemp("fault_run")
-    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, n_folds=3, val_fraction=0.34)
-    text = make_tiny_text_model(root)
-    run = root / "run"
-    train_clip("smoke", cache, run, overrides=tiny_overrides(text, 32, **{"loop.max_steps": 2, "loop.epochs": 1,
-                                                                          "loop.batch_size": 4}))
+    run = train_tiny_run(tmp_path_factory.mktemp("fault_run"))["run"]
     pred = Predictor.from_run_dir(run, with_anatomy=False, device="cpu")
     pred.anatomy = RingAnatomy()
     return run, pred

@@ -10,25 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _clip_fixtures import RingAnatomy, make_tiny_cache, make_tiny_text_model, tiny_overrides
+from _clip_fixtures import RingAnatomy, train_tiny_run
 from dicom_factory import AX_IOP, write_stack
 
 from lgeclip.eval.evaluate import evaluate_run
 from lgeclip.infer.predict import predict_studies
 from lgeclip.infer.zeroshot import Predictor, run_provenance
 from lgeclip.metrics import balanced_accuracy
-from lgeclip.train.clip import train_clip
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("infer")
-    cache = make_tiny_cache(root, n_patients=10, size=64, seed=3, n_folds=3, val_fraction=0.34)
-    text = make_tiny_text_model(root)
-    run = root / "run"
-    train_clip("smoke", cache, run, overrides=tiny_overrides(text, 32, **{"loop.max_steps": 2, "loop.epochs": 1,
-                                                                          "loop.batch_size": 4}))
-    return {"root": root, "cache": cache, "run": run}
+    return train_tiny_run(tmp_path_factory.mktemp("infer"))
 
 
 def test_run_folder_records_inference_provenance(tiny_run):
