@@ -97,8 +97,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         results = pred.predict_batch([(a["image"], a["spacing_mm"]) for a in arrays], [r.slice_id for r in chunk],
                                      errors="none")
         results, n = stack_consistent(results, [a["spacing_mm"] for a in arrays],
-                                      [f"{r.patient_key}/{r.slice_index // max(r.n_slices, 1)}" for r in chunk],
-                                      [r.slice_index % max(r.n_slices, 1) for r in chunk], stack_cfg)
+                                      [r.stack[0] for r in chunk],
+                                      [r.stack[1] for r in chunk], stack_cfg)
         n_stack += n
         for r, a, res in zip(chunk, arrays, results, strict=True):
             sp = np.asarray(a["spacing_mm"], float).reshape(-1)

@@ -79,6 +79,13 @@ class SliceRecord:
     def slice_id(self) -> str:
         return f"{self.patient_key}_{self.slice_index:02d}_{self.level}"
 
+    @property
+    def stack(self) -> tuple[str, int]:
+        """(stack id ``<case>/<stack number>``, position in the stack): a case may hold several stacks of
+        ``n_slices`` each (ACDC's two frames are numbered on: ``slice_index = frame * n_slices + position``)."""
+        n = max(self.n_slices, 1)
+        return (f"{self.patient_key}/{self.slice_index // n}", self.slice_index % n)
+
     def to_row(self) -> dict[str, str]:
         d = asdict(self)
         d["spacing_mm"] = json.dumps([round(float(s), 6) for s in self.spacing_mm])

@@ -145,14 +145,14 @@ def _patient_chunks(records: list[SliceRecord], size: int) -> list[list[SliceRec
 
 def _stack_pass(anatomies: list, items: list[tuple[SliceRecord, dict]], cfg: PreprocessCfg) -> int:
     """Stack-consistent RVIPs (``cfg.rvip_stack_max_dev_deg``) over the predicted slices of a chunk, in place;
-    a stack is one patient's frame (``slice_index // n_slices``)."""
+    stacks as ``SliceRecord.stack`` names them."""
     idx = [i for i, a in enumerate(anatomies) if not isinstance(a, str)]
     if cfg.rvip_stack_max_dev_deg <= 0 or not idx:
         return 0
     recs = [items[i][0] for i in idx]
     new, n = stack_consistent([anatomies[i] for i in idx], [items[i][1]["spacing_mm"] for i in idx],
-                              [f"{r.patient_key}/{r.slice_index // max(r.n_slices, 1)}" for r in recs],
-                              [r.slice_index % max(r.n_slices, 1) for r in recs], cfg)
+                              [r.stack[0] for r in recs],
+                              [r.stack[1] for r in recs], cfg)
     for i, a in zip(idx, new, strict=True):
         anatomies[i] = a
     return n
