@@ -123,6 +123,17 @@ def test_predict_batch_matches_single_and_reports_failures():
         pred.predict_batch([(a["image"], 2.0), (blank, 2.0)], names=["a", "blank"])
     out = pred.predict_batch([(a["image"], 2.0), (blank, 2.0)], errors="none")
     assert out[0] is not None and out[1] is None
+    # batch jobs get the reason in place, and the healthy slices are not redone
+    calls = []
+    run = pred._run
+    pred._run = lambda net, views: calls.append(len(views)) or run(net, views)
+    back = pred.predict_batch([(blank, 2.0), (a["image"], 2.0), (b["image"], 1.7)], names=["blank", "a", "b"],
+                              errors="return")
+    assert isinstance(back[0], NoLVError) and "blank: no LV found" in str(back[0])
+    np.testing.assert_array_equal(back[2].myocardium, single.myocardium)
+    assert sum(calls) <= 3 + 1 + 2 + 2  # pass 1 (3, then the blank again magnified), pass 2 and landmarks (2 each)
+    with pytest.raises(ValueError, match="errors must be"):
+        pred.predict_batch([(a["image"], 2.0)], errors="skip")
     with pytest.raises(NoLVError, match="slice 0: no LV found"):
         fake_predictor(empty=True).predict(a["image"], 2.0)
 

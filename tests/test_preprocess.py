@@ -274,14 +274,14 @@ def test_build_cache_with_predictor_batches(tmp_path, monkeypatch):
 
     class FakePredictor:
         @classmethod
-        def from_run_dirs(cls, seg_run, landmarks_run, tta=False):
+        def from_run_dirs(cls, seg_run, landmarks_run, tta=False, bf16=True):
             assert Path(seg_run).name == "seg" and Path(landmarks_run).name == "lm"
             return cls()
 
         def predict(self, image, spacing_mm):
             raise ValueError(f"no LV found in {image.shape}")
 
-        def predict_batch(self, items, names=None):
+        def predict_batch(self, items, names=None, errors="raise"):
             calls["batch"] += 1
             assert len(names) == len(items)
             if calls["batch"] == 2:
@@ -308,10 +308,10 @@ def test_build_cache_makes_rvips_consistent_along_each_stack(tmp_path, monkeypat
 
     class OutlierPredictor:  # one slice of the first patient has its anterior RVIP 180 degrees off
         @classmethod
-        def from_run_dirs(cls, seg_run, landmarks_run, tta=False):
+        def from_run_dirs(cls, seg_run, landmarks_run, tta=False, bf16=True):
             return cls()
 
-        def predict_batch(self, items, names=None):
+        def predict_batch(self, items, names=None, errors="raise"):
             out = []
             for (im, _sp), name in zip(items, names, strict=True):
                 ant = 305.0 if name == "pt-000000000000_01_mid" else 125.0

@@ -266,7 +266,7 @@ class AnatomyPredictor:
     def __init__(self, seg_net: Any, landmark_net: Any, seg_net_cfg: SegNetCfg, seg_view: ViewCfg,
                  landmark_cfg: LandmarkNetCfg, landmark_view: ViewCfg, device: str | None = None,
                  batch_size: int = 32, recenter_mm: float = 10.0, tta: bool | str = False,
-                 pass1_zooms: Sequence[float] = (1.0, 2.0)) -> None:
+                 pass1_zooms: Sequence[float] = (1.0, 2.0), bf16: bool = True) -> None:
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -282,12 +282,16 @@ class AnatomyPredictor:
             raise ValueError(f"tta must be False, True, 'flip' or 'dihedral', got {tta!r}")
         self.tta = tta
         self.pass1_zooms = tuple(float(z) for z in pass1_zooms)  # whole view first, then magnified retries
+        # bf16 autocast, as the nets were trained: half the CPU time; measured against fp32 on 64 EMIDEC slices,
+        # myocardium Dice agreement median 0.995 (min 0.96), RVIP shift median 0.04 px
+        self.bf16 = bf16
 
     @classmethod
     def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None,
-                      tta: bool | str = False) -> AnatomyPredictor:
+                      tta: bool | str = False, bf16: bool = True) -> AnatomyPredictor:
         """Rebuild both nets from their run folders (``config.yaml`` + ``model.safetensors``); ``tta``: flip (True
-        / "flip") or flip + rotation ("dihedral") test-time augmentation of the segmentation net."""
+        / "flip") or flip + rotation ("dihedral") test-time augmentation of the segmentation net; ``bf16``: bfloat16
+        autocast (False: float32 throughout)."""
         from lgeclip.anatomy.nets import build_landmark_net, build_seg_net
         from lgeclip.config import from_dict
         from lgeclip.utils import load_tensors
@@ -300,14 +304,14 @@ class AnatomyPredictor:
         seg.load_state_dict(load_tensors(w_s), strict=True)
         lm = build_landmark_net(lm_cfg.decoder_channels)
         lm.load_state_dict(load_tensors(w_l), strict=True)
-        return cls(seg, lm, seg_cfg, seg_view, lm_cfg, lm_view, device=device, tta=tta)
+        return cls(seg, lm, seg_cfg, seg_view, lm_cfg, lm_view, device=device, tta=tta, bf16=bf16)
 
     # -- nets on stacks of views
     def _run(self, net: Any, views: list[np.ndarray]) -> np.ndarray:
         import torch
 
         outs = []
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             for i in range(0, len(views), self.batch_size):
                 x = torch.from_numpy(np.stack(views[i:i + self.batch_size])[:, None]).to(self.device)
                 outs.append(net(x).float().cpu().numpy())  # (b, C, S, S)
@@ -387,15 +391,15 @@ class AnatomyPredictor:
         return self.predict_batch([(image, spacing_mm)])[0]
 
     def predict_batch(self, items: Sequence[tuple[np.ndarray, Sequence[float] | float]],
-                      names: Sequence[str] | None = None, errors: Literal["raise", "none"] = "raise",
-                      ) -> list[AnatomyResult | None]:
-        """Anatomy of many slices (both passes batched).
+                      names: Sequence[str] | None = None, errors: Literal["raise", "none", "return"] = "raise",
+                      ) -> list:
+        """Anatomy of many slices (both passes batched; one failing slice does not redo the others).
 
-        A slice where the segmentation net finds no LV raises ValueError naming it, or (``errors="none"``)
-        gives None in its place."""
+        A slice where the segmentation net finds no LV raises :class:`NoLVError` naming it (``errors="raise"``),
+        gives None in its place (``"none"``) or the NoLVError itself (``"return"``: the reason, for batch jobs)."""
+        if errors not in ("raise", "none", "return"):
+            raise ValueError(f"errors must be 'raise', 'none' or 'return', got {errors!r}")
         names = list(names) if names is not None else [f"slice {i}" for i in range(len(items))]
-        if errors == "none":
-            return self._predict_tolerant(items, names)
         imgs, spacings = [], []
         for (image, sp), name in zip(items, names, strict=True):
             img = np.asarray(image, dtype=np.float32)
@@ -404,7 +408,19 @@ class AnatomyPredictor:
             sp = (float(sp), float(sp)) if np.isscalar(sp) else (float(sp[0]), float(sp[1]))
             imgs.append(img)
             spacings.append(sp)
+        results = self._predict_all(imgs, spacings, names)
+        if errors == "raise":
+            for r in results:
+                if isinstance(r, NoLVError):
+                    raise r
+        if errors == "none":
+            return [None if isinstance(r, NoLVError) else r for r in results]
+        return results
+
+    def _predict_all(self, imgs: list[np.ndarray], spacings: list[tuple[float, float]], names: list[str],
+                     ) -> list[AnatomyResult | NoLVError]:
         sv = self.seg_view
+        out: list[AnatomyResult | NoLVError | None] = [None] * len(imgs)
         normed = [normalise_intensity(im, sv.percentiles) for im in imgs]
         # pass 1: whole image -> coarse LV centre; slices where it finds nothing (small apical LVs are a few
         # pixels in a 128-px view of the whole field) are retried on magnified central views
@@ -419,42 +435,43 @@ class AnatomyPredictor:
                 myo, blood = lv_from_labels(np.argmax(pr, axis=0))
                 if myo.sum() + blood.sum() >= self.seg_cfg.min_lv_pixels:
                     centers[i] = g.to_native(np.array(lv_center(myo, blood)))
-        for c, name in zip(centers, names, strict=True):
+        for i, c in enumerate(centers):
             if c is None:
-                raise NoLVError(f"{name}: no LV found by the segmentation net in the whole-image pass (pass 1, "
-                                f"zooms {list(self.pass1_zooms)})")
-        # pass 2: LV crop (recentred once if the fine centre moved far)
-        seg_out = self._pass2(normed, spacings, centers, names)
-        for i, (_, _, c_new, _) in enumerate(seg_out):
-            shift_mm = np.hypot(*((c_new - centers[i]) * np.asarray(spacings[i])))
-            if shift_mm > self.recenter_mm:
-                centers[i] = c_new
-                seg_out[i] = self._pass2([normed[i]], [spacings[i]], [c_new], [names[i]])[0]
+                out[i] = NoLVError(f"{names[i]}: no LV found by the segmentation net in the whole-image pass "
+                                   f"(pass 1, zooms {list(self.pass1_zooms)})")
+        # pass 2: LV crop, redone once (together) for the slices whose fine centre moved far from the coarse one
+        ok = [i for i in range(len(imgs)) if out[i] is None]
+        seg: dict[int, tuple | NoLVError] = dict(zip(ok, self._pass2([normed[i] for i in ok],
+                                                                     [spacings[i] for i in ok],
+                                                                     [centers[i] for i in ok],
+                                                                     [names[i] for i in ok]), strict=True))
+        moved = [i for i, r in seg.items() if not isinstance(r, NoLVError)
+                 and np.hypot(*((r[2] - centers[i]) * np.asarray(spacings[i]))) > self.recenter_mm]
+        seg.update(zip(moved, self._pass2([normed[i] for i in moved], [spacings[i] for i in moved],
+                                          [seg[i][2] for i in moved], [names[i] for i in moved]), strict=True))
+        for i, r in seg.items():
+            if isinstance(r, NoLVError):
+                out[i] = r
         # landmarks on a crop around the final centre
+        ok = [i for i in range(len(imgs)) if out[i] is None]
         lv = self.lm_view
         lm_normed = normed if tuple(lv.percentiles) == tuple(sv.percentiles) else \
             [normalise_intensity(im, lv.percentiles) for im in imgs]
-        g3 = [crop_geometry(c, sp, lv.size, lv.pixel_mm) for (_, _, c, _), sp in zip(seg_out, spacings, strict=True)]
-        pts = self._decode(self._landmark_logits([g.sample(n) for g, n in zip(g3, lm_normed, strict=True)],
-                                                 [g.sample(m.astype(np.float32)) > 0.5
-                                                  for g, (m, _, _, _) in zip(g3, seg_out, strict=True)]))
-        results = []
-        for (myo, blood, c, rv), g, p in zip(seg_out, g3, pts, strict=True):
+        g3 = [crop_geometry(seg[i][2], spacings[i], lv.size, lv.pixel_mm) for i in ok]
+        pts = self._decode(self._landmark_logits([g.sample(lm_normed[i]) for g, i in zip(g3, ok, strict=True)],
+                                                 [g.sample(seg[i][0].astype(np.float32)) > 0.5
+                                                  for g, i in zip(g3, ok, strict=True)])) if ok else []
+        for i, g, p in zip(ok, g3, pts, strict=True):
+            myo, blood, c, rv = seg[i]
             nat = g.to_native(p)
-            results.append(AnatomyResult(myo.astype(np.uint8), blood.astype(np.uint8), tuple(nat[0]), tuple(nat[1]),
-                                         lv_center=tuple(c), rv=rv))
-        return results
+            out[i] = AnatomyResult(myo.astype(np.uint8), blood.astype(np.uint8), tuple(nat[0]), tuple(nat[1]),
+                                   lv_center=tuple(c), rv=rv)
+        return out  # type: ignore[return-value]
 
-    def _predict_tolerant(self, items: Sequence, names: list[str]) -> list[AnatomyResult | None]:
-        try:
-            return self.predict_batch(items, names)
-        except NoLVError:
-            if len(items) == 1:
-                return [None]
-        half = len(items) // 2
-        return self._predict_tolerant(items[:half], names[:half]) + self._predict_tolerant(items[half:], names[half:])
-
-    def _pass2(self, normed: list[np.ndarray], spacings: list, centers: list, names: list) -> list[tuple]:
+    def _pass2(self, normed: list[np.ndarray], spacings: list, centers: list, names: list) -> list:
+        """Per slice (myocardium, blood pool, LV centre, RV or None) on the native grid, or the NoLVError."""
+        if not normed:
+            return []
         sv = self.seg_view
         geoms = [crop_geometry(c, sp, sv.size, sv.pixel_mm) for c, sp in zip(centers, spacings, strict=True)]
         probs = self._seg_probs([g.sample(n) for g, n in zip(geoms, normed, strict=True)])
@@ -464,7 +481,8 @@ class AnatomyPredictor:
             labels = np.argmax(nat, axis=0)
             myo, blood = lv_from_labels(labels)
             if myo.sum() + blood.sum() < self.seg_cfg.min_lv_pixels:
-                raise NoLVError(f"{name}: no LV found by the segmentation net in the LV-crop pass (pass 2)")
+                out.append(NoLVError(f"{name}: no LV found by the segmentation net in the LV-crop pass (pass 2)"))
+                continue
             rv = largest_component(labels == 3).astype(np.uint8) if len(pr) > 3 else None
             out.append((myo, blood, np.asarray(lv_center(myo, blood)), rv))
         return out

@@ -96,7 +96,8 @@ class Predictor:
                                  f"landmarks_run to predict on new studies")
             from lgeclip.anatomy.predictor import AnatomyPredictor
 
-            anatomy = AnatomyPredictor.from_run_dirs(Path(seg), Path(lm), device=device, tta=pre.seg_tta)
+            anatomy = AnatomyPredictor.from_run_dirs(Path(seg), Path(lm), device=device, tta=pre.seg_tta,
+                                                     bf16=pre.anatomy_bf16)
         return cls(cfg, model, pre, anatomy, device, model_id=_file_hash(run / "model.safetensors"),
                    config_id=_file_hash(run / "config.yaml"))
 

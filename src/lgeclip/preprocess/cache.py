@@ -114,11 +114,14 @@ def _resolve_cfg(config: str | Path | PreprocessCfg | None, overrides: list[str]
 
 def _anatomy_batch(predictor, items: list[tuple[SliceRecord, dict]]) -> list[AnatomyResult | str]:
     """Anatomy per item (or the reason it failed), batched when the predictor offers
-    ``predict_batch(items=[(image, spacing_mm), ...], names=[...])``; a failing batch is redone one by one."""
+    ``predict_batch(items=[(image, spacing_mm), ...], names=[...], errors="return")`` (a failing slice comes back
+    as its exception, or None); a batch that raises instead is redone one by one."""
     pairs = [(a["image"], tuple(float(x) for x in np.broadcast_to(a["spacing_mm"], (2,)))) for _, a in items]
     if hasattr(predictor, "predict_batch") and len(items) > 1:
         try:
-            return list(predictor.predict_batch(pairs, names=[r.slice_id for r, _ in items]))
+            res = predictor.predict_batch(pairs, names=[r.slice_id for r, _ in items], errors="return")
+            return [r if isinstance(r, AnatomyResult) else
+                    f"anatomy prediction failed: {r if r is not None else 'no LV found'}" for r in res]
         except ValueError:
             pass  # one slice failed: fall back to one by one to find it
     out: list[AnatomyResult | str] = []
@@ -177,7 +180,7 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
             raise ValueError("build_cache: seg_run and landmarks_run are required unless oracle=True")
         from lgeclip.anatomy.predictor import AnatomyPredictor
 
-        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, tta=cfg.seg_tta)
+        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, tta=cfg.seg_tta, bf16=cfg.anatomy_bf16)
     (out / "slices").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "preprocess.yaml")
 

@@ -26,6 +26,7 @@ class PreprocessCfg:
     # empty AHA map (so no synthetic scar is placed on it); the reason is kept in props["rvip_problem"]
     rvip_fallback: bool = False
     seg_tta: bool = False  # flip test-time augmentation of the segmentation net (4x its cost; +2.7 Dice on EMIDEC)
+    anatomy_bf16: bool = True  # anatomy nets under bfloat16 autocast (half the CPU time; false: float32)
     # stack consistency (lgeclip.anatomy.stack): an RVIP more than this many degrees from the angle the nearest
     # plausible slices of its stack agree on moves there, and an implausible slice's points go onto its wall;
     # 0 = off
