@@ -152,3 +152,27 @@ def test_negative_templates_caption_clean_negatives_only(records):
     assert n_template > 0
     with pytest.raises(ValueError, match="negative_template_prob"):
         _cfg(negative_template_prob=1.5)
+
+
+def test_language_augmentation_rewords_captions_and_keeps_their_status(records):
+    from lgeclip.report.lge import sentence_status
+    from lgeclip.synth.templates import split_level_suffix
+
+    base = _cfg(synth=SynthScarCfg(prob=0.5), augment=AugmentCfg(enabled=False))
+    plain = ClipPairs(records, base, train=True, seed=1)
+    aug = ClipPairs(records, dataclasses.replace(base, language_aug_prob=1.0), train=True, seed=1)
+    changed = 0
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        aug.set_epoch(epoch)
+        for i in range(len(aug)):
+            a, b = plain[i], aug[i]
+            assert a["synthetic"] == b["synthetic"] and torch.equal(a["image"], b["image"])  # drawn after the image
+            body_a, suffix_a = split_level_suffix(a["caption"])
+            body_b, suffix_b = split_level_suffix(b["caption"])
+            assert suffix_b == suffix_a == level_suffix(aug.records[i].level)
+            assert sentence_status(body_b) == sentence_status(body_a)
+            changed += body_a.strip() != body_b.strip()
+    assert changed > 0
+    with pytest.raises(ValueError, match="language_aug_prob"):
+        _cfg(language_aug_prob=-0.1)

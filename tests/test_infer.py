@@ -8,6 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from _clip_fixtures import RingAnatomy, train_tiny_run
@@ -15,6 +16,7 @@ from dicom_factory import AX_IOP, write_stack
 
 from lgeclip.eval.evaluate import evaluate_run
 from lgeclip.infer.predict import predict_studies
+from lgeclip.infer.segments import LEVEL_SEGMENTS
 from lgeclip.infer.zeroshot import Predictor, run_provenance
 from lgeclip.metrics import balanced_accuracy
 
@@ -106,6 +108,17 @@ def test_predict_studies_writes_predictions_and_failures(tiny_run, tmp_path):
         assert j["lge"] == (j["p_lge"] >= 0.5)
         weights = hashlib.sha256((tiny_run["run"] / "model.safetensors").read_bytes()).hexdigest()
         assert j["model"]["model_sha256"] == weights[:16] and len(j["model"]["config_sha256"]) == 16
+        # where: each scored slice answers for its level's AHA segments and wall thirds; the study table is the
+        # maximum per segment over its level's slices, and the picture gains the bullseye beside the slices
+        for sl in j["slices"]:
+            assert {int(k) for k in sl["segments"]} == set(LEVEL_SEGMENTS[sl["level"]])
+            assert set(sl["depth"]) == {"subendocardial", "mid-wall", "subepicardial"}
+        assert [r["segment"] for r in j["segments"]] == list(range(1, 17))
+        for r in j["segments"]:
+            vals = [sl["segments"][str(r["segment"])] for sl in j["slices"] if str(r["segment"]) in sl["segments"]]
+            assert r["n_slices"] == len(vals) and r["score"] == (max(vals) if vals else None)
+        width = plt.imread(d / "prediction.png").shape[1]
+        assert width > 1.9 * (j["n_slices"] + 1) * 110
     # nothing identifying leaves the DICOM headers: no names, IDs or birth dates in any output
     text = " ".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".csv"))
     from lgeclip.io.dicom import scan_tree
@@ -201,3 +214,43 @@ def test_predict_dicom_out_writes_an_sr_and_a_secondary_capture_in_the_source_st
             res = subprocess.run(["dciodvfy", str(d / f)], capture_output=True, text=True)
             errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
             assert not errors, (f, errors)
+
+
+def test_evaluate_segments_tables_match_the_summary(tiny_run, tmp_path):
+    from lgeclip.eval.segments import evaluate_segments
+    from lgeclip.metrics import auroc
+
+    s = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path)
+    with open(tmp_path / "segments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    seg = [r for r in rows if r["kind"] == "segment"]
+    # every scored slice answers for each segment of its level and each wall third
+    per_slice = {}
+    for r in rows:
+        per_slice.setdefault(r["slice_id"], []).append(r)
+    assert len(per_slice) == s["n_slices"] - s["n_slices_without_segment_map"] > 0
+    for rs in per_slice.values():
+        level = rs[0]["level"]
+        assert {int(r["region"]) for r in rs if r["kind"] == "segment"} <= set(LEVEL_SEGMENTS[level])
+        assert {r["region"] for r in rs if r["kind"] == "depth"} <= {"subendocardial", "mid-wall", "subepicardial"}
+    assert s["n_segment_pairs"] == len(seg) and s["n_segment_pairs_positive"] == sum(int(r["truth"]) for r in seg)
+    y, p = np.array([r["truth"] == "1" for r in seg]), np.array([float(r["p"]) for r in seg])
+    expected = auroc(y, p)
+    assert (s["segment_auroc"] is None) == bool(np.isnan(expected))
+    if s["segment_auroc"] is not None:
+        assert s["segment_auroc"] == pytest.approx(expected, abs=1e-3)
+    assert s["method"] == "occlude" and s["band_mm"] == 2.0 and s["leak_check"]["ok"] is True
+
+
+def test_evaluate_retrieval_on_held_out_patients(tiny_run, tmp_path):
+    from lgeclip.eval.retrieval import evaluate_retrieval
+
+    s = evaluate_retrieval(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path, shots=(1, 2), draws=3)
+    n = s["n_distinct_reports"]
+    assert s["n_patients"] >= 2 and 1 <= n <= s["n_patients"]
+    for d in ("image_to_report", "report_to_image"):
+        m = s[d]
+        assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 1 and m["median_rank"] >= 1
+    assert s["image_to_report"]["chance"]["R@1"] == pytest.approx(1 / n, abs=1e-4)
+    assert set(s["few_shot"]) <= {"1", "2"} and s["leak_check"]["ok"] is True
+    assert json.loads((tmp_path / "retrieval.json").read_text())["n_patients"] == s["n_patients"]

@@ -189,8 +189,32 @@ def evaluate(
     out: Path | None = typer.Option(None, help="Output folder (default: <run>/eval_<split>)."),
     allow_leak: bool = typer.Option(False, "--allow-leak", help="Evaluate even if evaluated patients were used "
                                     "upstream (training / selection of the run or its anatomy nets); oracle / debug."),
+    segments: bool = typer.Option(False, "--segments", help="Score where: P(scar) per AHA segment and wall third "
+                                  "against the truth scar masks (default out: <run>/eval_segments_<split>)."),
+    method: str = typer.Option("occlude", help="Regional question with --segments: occlude (the region's wall "
+                               "removed: the fall of P(LGE)) or keep (only the region's wall left: its P(LGE))."),
+    band_mm: float = typer.Option(2.0, help="With --segments: regions reach this far (mm) beyond the myocardium "
+                                  "mask (bright subendocardial scar is often segmented as blood pool)."),
+    retrieval: bool = typer.Option(False, "--retrieval", help="Study <-> report retrieval R@1/5/10 and median rank "
+                                   "(with chance), and prototype / linear-probe curves at 1, 4, 16 labelled "
+                                   "training patients per class beside zero-shot (CLIP runs; default out: "
+                                   "<run>/eval_retrieval_<split>)."),
 ) -> None:
-    """Zero-shot (or classifier) evaluation: balanced accuracy, AUROC, per-patient/per-slice CSV (leak-checked)."""
+    """Zero-shot (or classifier) evaluation: balanced accuracy, AUROC, per-patient/per-slice CSV (leak-checked);
+    --segments: where (AHA segments, wall thirds); --retrieval: study-level retrieval and few-shot probes."""
+    if segments and retrieval:
+        raise typer.BadParameter("--segments and --retrieval are separate evaluations: run one at a time")
+    if retrieval:
+        from lgeclip.eval.retrieval import evaluate_retrieval
+
+        _print(evaluate_retrieval(run, cache, split=split, out=out, allow_leak=allow_leak))
+        return
+    if segments:
+        from lgeclip.eval.segments import evaluate_segments
+
+        _print(evaluate_segments(run, cache, split=split, out=out, method=method, allow_leak=allow_leak,
+                                 band_mm=band_mm))
+        return
     from lgeclip.eval.evaluate import evaluate_run
 
     _print(evaluate_run(run, cache, split=split, out=out, allow_leak=allow_leak))

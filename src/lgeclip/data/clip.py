@@ -13,8 +13,9 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from lgeclip.report.augment import augment_sentence
 from lgeclip.synth import SynthScarCfg
-from lgeclip.synth.templates import draw_negative_sentence, level_suffix
+from lgeclip.synth.templates import draw_negative_sentence, level_suffix, split_level_suffix
 
 LABEL_CODE = {"positive": 1, "negative": 0, "unknown": -1}
 
@@ -58,6 +59,9 @@ class DataCfg:
     # synthetic scar, and otherwise a negated template). Without it a third of the slices of report-positive
     # patients are clean myocardium captioned "scar". A text rule: the report's words and the slice's level only.
     caption_levels: str = "all"
+    # chance that a training caption's sentence is reworded by rules that keep its finding (report.augment: other
+    # enhancement terms, number formats, spellings / abbreviations, clause order; PMC-MSA's language augmentation)
+    language_aug_prob: float = 0.0
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     train_splits: list[str] = field(default_factory=lambda: ["train"])
     val_split: str = "val"
@@ -71,6 +75,8 @@ class DataCfg:
             raise ValueError(f"caption_levels must be all|match, got {self.caption_levels!r}")
         if not 0.0 <= self.negative_template_prob <= 1.0:
             raise ValueError(f"negative_template_prob must be in [0, 1], got {self.negative_template_prob}")
+        if not 0.0 <= self.language_aug_prob <= 1.0:
+            raise ValueError(f"language_aug_prob must be in [0, 1], got {self.language_aug_prob}")
 
 
 def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
@@ -83,6 +89,11 @@ def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
 def model_image(image: np.ndarray, image_size: int) -> np.ndarray:
     """A preprocessed [0, 1] image resized to the model input side (the same resize in training and inference)."""
     return _resize(np.asarray(image, np.float32), image_size, 1).clip(0, 1)
+
+
+def model_labels(labels: np.ndarray, image_size: int) -> np.ndarray:
+    """A label / mask map of the preprocessed grid resized (nearest) to the model input side, like ``model_image``."""
+    return _resize(np.asarray(labels).astype(np.uint8), image_size, 0)
 
 
 class SliceStore:
@@ -256,6 +267,10 @@ class ClipPairs(Dataset):
             elif label == "negative" and not synthetic and not sentences:
                 # negative at its level only (caption_levels=match): the report has no sentence that says so
                 caption = draw_negative_sentence(rng, r.level)
+            # drawn only when enabled, like the templates above
+            if self.cfg.language_aug_prob > 0 and rng.random() < self.cfg.language_aug_prob:
+                body, suffix = split_level_suffix(caption)
+                caption = (augment_sentence(body.strip(), rng) + " " + suffix).strip()
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "caption": caption,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, plot_bullseye, study_segments
 from lgeclip.io.dicom import (
     choose_levels,
     group_studies,
@@ -63,10 +64,15 @@ def predict_study(predictor, series: list, rules=None, with_sources: bool = Fals
     protocol = dict(choose_levels(n, 3))
     scores = predictor.predict_slices([(img, sp, level_of(i, n)) for i, (img, sp) in enumerate(items)])
     how, thr = predictor.cfg.eval.aggregation, predictor.cfg.eval.threshold
+    # where: P(scar) per AHA segment and wall third of each scored slice (infer.segments)
+    regional = predictor.localise(scores) if hasattr(predictor, "localise") else [None] * len(scores)
     slices = []
     for i, s in enumerate(scores):
-        slices.append({"index": i, "level": s.level, "p_lge": s.p_lge, "protocol_level": protocol.get(i),
-                       "skipped": s.reason})
+        row = {"index": i, "level": s.level, "p_lge": s.p_lge, "protocol_level": protocol.get(i), "skipped": s.reason}
+        if regional[i] is not None:
+            row.update({"segments": {str(k): v for k, v in regional[i]["segments"].items()},
+                        "depth": regional[i]["depth"], "regional_skipped": regional[i]["reason"]})
+        slices.append(row)
     used = [s["p_lge"] for s in slices if s["protocol_level"] and s["p_lge"] is not None]
     every = [s["p_lge"] for s in slices if s["p_lge"] is not None]
     if not every:
@@ -81,20 +87,35 @@ def predict_study(predictor, series: list, rules=None, with_sources: bool = Fals
         "model": {"task": predictor.cfg.task, "recipe": predictor.cfg.name, "model_sha256": predictor.model_id,
                   "config_sha256": predictor.config_id},
     }
+    answered = [(s.level, r) for s, r in zip(scores, regional, strict=True) if r is not None]
+    if answered:
+        pred["segments"] = study_segments([lv for lv, _ in answered], [r for _, r in answered])
+        pred["localisation"] = (f"{DEFAULT_METHOD}: per slice, how far P(LGE) falls when the segment's wall (and "
+                                f"{BAND_MM:g} mm around it) is set to the slice's healthy-wall level; per segment the "
+                                "maximum over the scored slices of its level")
     images = [s.image for s in scores]
     return (pred, images, [inst.path for inst in kept]) if with_sources else (pred, images)
 
 
 def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> None:
-    """One row of model-input slices (base -> apex) titled with P(LGE); protocol slices outlined."""
+    """One row of model-input slices (base -> apex) titled with P(LGE), protocol slices outlined, and the bullseye of
+    the study's segment table when it has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(imgs)
-    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.5), squeeze=False)
-    for ax, img, s in zip(axes[0], imgs, pred["slices"], strict=True):
+    eye = "segments" in pred
+    fig, axes = plt.subplots(1, n + eye, figsize=(1.9 * (n + eye * 1.3), 2.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0] * n + [1.3] * eye})
+    if eye:
+        scores = {r["segment"]: r["score"] for r in pred["segments"]}
+        top = max([v for v in scores.values() if v is not None] or [0.0])
+        # coloured up to the largest score (at least 0.1: a study where no segment moves P(LGE) stays pale)
+        plot_bullseye(axes[0][-1], scores, vmax=max(top, 0.1),
+                      title=f"where: fall of P(LGE) when\nthe segment is removed (max {top:.2f})")
+    for ax, img, s in zip(axes[0][:n], imgs, pred["slices"], strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
         if img is None:

@@ -18,7 +18,8 @@ from torch import nn
 
 from lgeclip.anatomy.types import AnatomyResult
 from lgeclip.config import from_dict
-from lgeclip.data.clip import model_image
+from lgeclip.data.clip import model_image, model_labels
+from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, RegionMaps, localise
 from lgeclip.models.zeroshot import ZeroShotClassifier
 from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice, stack_consistent
 from lgeclip.preprocess.config import PreprocessCfg, drop_legacy_keys
@@ -121,6 +122,26 @@ class Predictor:
         """The variant the model was trained on, resized to its input side."""
         maps = pre.oriented if self.cfg.data.orientation else pre.native
         return model_image(maps.image, self.cfg.data.image_size)
+
+    def region_maps(self, s: SliceScore) -> RegionMaps | None:
+        """The scored slice's image with its myocardium, AHA and wall-third maps on the model's grid."""
+        if s.pre is None or s.image is None:
+            return None
+        maps = s.pre.oriented if self.cfg.data.orientation else s.pre.native
+        size = self.cfg.data.image_size
+        px = s.pre.pixel_mm * maps.image.shape[0] / size  # mm per model pixel
+        return RegionMaps(s.image, model_labels(maps.myocardium, size), model_labels(maps.aha, size),
+                          model_labels(maps.layers, size), s.level, band_px=BAND_MM / px)
+
+    def localise(self, scores: list[SliceScore], method: str = DEFAULT_METHOD) -> list[dict | None]:
+        """Regional answers (``infer.segments.localise``) for scored slices; None for slices not scored."""
+        idx = [i for i, s in enumerate(scores) if s.p_lge is not None and s.pre is not None]
+        got = localise(self.score_images, [self.region_maps(scores[i]) for i in idx],  # type: ignore[misc]
+                       [scores[i].p_lge for i in idx], method=method)
+        out: list[dict | None] = [None] * len(scores)
+        for i, g in zip(idx, got, strict=True):
+            out[i] = g
+        return out
 
     def predict_slices(self, items: list[tuple[np.ndarray, tuple[float, float], str]],
                        anatomies: list[AnatomyResult | None] | None = None) -> list[SliceScore]:
