@@ -159,5 +159,5 @@ def test_band_reaches_scar_the_segmentation_gave_to_the_blood_pool():
     assert max(res["segments"], key=res["segments"].get) == 4
     assert all(v < 0.1 for k, v in res["segments"].items() if k != 4)
     assert res["depth"]["subendocardial"] > 0.5 > res["depth"]["subepicardial"]  # the cavity side is endocardial
-    wall, aha, layers = seeing.wall()
+    wall, aha, layers = seeing.wall
     assert wall.sum() > myo.sum() and set(np.unique(aha[wall])) == {1, 2, 3, 4, 5, 6}

@@ -79,7 +79,7 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
         st["levels"].append(r.level)
         st["regional"].append(reg)
         regions = {(kind, rid): mask for kind, rid, mask in m.regions()}
-        slice_pos = scar is not None and bool((scar > 0)[m.wall()[0]].any())
+        slice_pos = scar is not None and bool((scar > 0)[m.wall[0]].any())
         for (kind, rid), mask in regions.items():
             p = reg["segments"][rid] if kind == "segment" else reg["depth"][DEPTHS[rid]]
             t = None if scar is None else region_truth(scar, mask, min_fraction, min_pixels)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -74,8 +75,10 @@ class RegionMaps:
     level: str
     band_px: float = 0.0
 
+    @cached_property
     def wall(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(wall, aha, layers)``: the myocardium widened by ``band_px`` and its two maps extended over it."""
+        """``(wall, aha, layers)``: the myocardium widened by ``band_px`` and its two maps extended over it
+        (computed once per slice: every region and edited image reads it)."""
         myo = (self.myocardium > 0) & (self.aha > 0)
         if self.band_px <= 0 or not myo.any():
             return myo, np.where(myo, self.aha, 0), np.where(myo, self.layers, 0)
@@ -85,7 +88,7 @@ class RegionMaps:
 
     def regions(self, min_pixels: int = 4) -> list[tuple[str, int, np.ndarray]]:
         """``(kind, id, mask)`` for each segment of the level and each wall third with at least ``min_pixels``."""
-        _, aha, layers = self.wall()
+        _, aha, layers = self.wall
         out = []
         for seg in LEVEL_SEGMENTS[self.level]:
             m = aha == seg
@@ -105,7 +108,7 @@ def edited_images(maps: RegionMaps, method: str = DEFAULT_METHOD) -> tuple[np.nd
     if not (maps.aha > 0).any():
         return np.zeros((0, *maps.image.shape), np.float32), []
     fill = healthy_level(maps.image, maps.myocardium)
-    wall = maps.wall()[0]
+    wall = maps.wall[0]
     imgs, ids = [], []
     for kind, rid, mask in maps.regions():
         img = np.array(maps.image, np.float32, copy=True)

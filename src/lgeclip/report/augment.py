@@ -46,8 +46,7 @@ def _family_pattern(variants: tuple[str, ...]) -> re.Pattern:
     return re.compile(r"(?<![\w-])(" + "|".join(re.escape(a) for a in alts) + r")(?![\w-])", re.IGNORECASE)
 
 
-_ENH = re.compile(r"(?<![\w-])(" + "|".join(re.escape(t) for t in ENHANCEMENT_TERMS) + r")(?![\w-])",
-                  re.IGNORECASE)
+_ENH = _family_pattern(ENHANCEMENT_TERMS)
 _LESS = re.compile(r"(?:<\s*|less than\s+|under\s+)50\s*(?:%|percent)", re.IGNORECASE)
 _MORE = re.compile(r"(?:>\s*|more than\s+|over\s+|greater than\s+)50\s*(?:%|percent)", re.IGNORECASE)
 _PCT = re.compile(r"(?<![<>\d])(\d+)\s*(?:%|percent)(?!\w)")
@@ -68,7 +67,6 @@ def _match_case(new: str, old: str) -> str:
 
 def _sub(pattern: re.Pattern, variants: tuple[str, ...], text: str, rng: np.random.Generator) -> str:
     return pattern.sub(lambda m: _match_case(variants[int(rng.integers(len(variants)))], m.group(0)), text)
-
 
 
 def _reorder(text: str) -> str:
