@@ -162,8 +162,19 @@ def test_evaluate_anatomy_with_fake_nets(tmp_path):
     assert set(res["dice_myo_per_level"]) == levels and all(v > 0.9 for v in res["dice_myo_per_level"].values())
     assert (tmp_path / "eval" / "anatomy_grid.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "per_slice.csv").read_text().count("\n") == 5
+    assert "scar_in_myo_fraction" not in res  # no scar truth in this cohort
+    # scar truth = the whole truth wall of one slice: its scar inside the predicted wall is the wall overlap
+    scarred = sorted((emidec_like / "slices").rglob("*.npz"))[0]
+    arr = dict(np.load(scarred))
+    np.savez(scarred, **arr, scar=arr["myocardium"])
     res2 = evaluate_anatomy(seg_run, tmp_path / "lm", emidec_like, out=tmp_path / "eval2", split="all", predictor=pred)
     assert res2["n_slices"] == 3 and res2["rvip_mm"]["pooled"]["n"] == 0 and res2["rvip_mm"]["pooled"]["median"] is None
+    row = next(r for r in csv.DictReader((tmp_path / "eval2" / "per_slice.csv").read_text().splitlines())
+               if int(r["scar_px"]) > 0)
+    assert int(row["scar_px"]) == int(arr["myocardium"].sum()) and row["scar_in_myo_px"] == row["myo_overlap_px"]
+    assert res2["n_scar_slices"] == 1 and res2["scar_px"] == int(row["scar_px"])
+    assert res2["scar_in_myo_fraction"] == pytest.approx(int(row["myo_overlap_px"]) / int(row["scar_px"]))
+    assert 0.9 < res2["scar_in_myo_fraction"] and res2["scar_in_myo_fraction"] + res2["scar_in_blood_fraction"] <= 1
     assert (tmp_path / "eval2" / "anatomy_grid.png").is_file()
     with pytest.raises(ValueError, match="split"):
         evaluate_anatomy(seg_run, tmp_path / "lm", cohort, split="bogus", predictor=pred)

@@ -123,6 +123,31 @@ def test_appearance_randomisation_follows_the_labels():
     assert inv[d < 9].mean() < inv[np.abs(d - 15) < 2].mean()  # dark blood, bright wall
 
 
+def test_painted_scar_is_bright_wall_in_the_chosen_layer():
+    from lgeclip.data.anatomy import ScarPaintCfg, paint_scar
+
+    lab = np.zeros((80, 80), np.uint8)
+    yy, xx = np.mgrid[0:80, 0:80]
+    d = np.hypot(yy - 40, xx - 40)
+    lab[d < 24], lab[d < 14] = 2, 1  # wall 10 px thick
+    img = np.where(lab == 1, 0.8, np.where(lab == 2, 0.1, 0.4)).astype(np.float32)
+    endo, epi = (lab == 2) & (d < 15.5), (lab == 2) & (d > 22.5)
+    for pattern, painted_layer, spared_layer in ((0, endo, epi), (3, epi, endo)):
+        w = [0.0] * 4
+        w[pattern] = 1.0
+        cfg = ScarPaintCfg(prob=1.0, sector_deg=(120.0, 120.0), patterns=tuple(w), depth=(0.4, 0.4), level=(1.0, 1.0),
+                           smooth_px=0.5)
+        for seed in range(5):
+            out = paint_scar(img, lab, cfg, np.random.default_rng(seed))
+            changed = np.abs(out - img) > 0.05
+            assert not changed[lab != 2].any()  # only the wall is painted
+            assert 0.25 * painted_layer.sum() < (changed & painted_layer).sum() < 0.45 * painted_layer.sum()  # 1/3
+            assert out[changed & painted_layer].mean() > 0.6  # as bright as the blood pool
+            # 40 % of the wall from the endocardium spares the epicardium; 20 % from the epicardium the endocardium
+            assert not (changed & spared_layer).any()
+    assert np.array_equal(paint_scar(img, np.zeros_like(lab), cfg, np.random.default_rng(0)), img)  # no wall
+
+
 def test_anisotropy_stretches_the_view(cohorts):
     _, rings, _ = cohorts
     view = ViewCfg(size=64, pixel_mm=2.0)

@@ -240,6 +240,15 @@ def test_evaluate_segments_tables_match_the_summary(tiny_run, tmp_path):
     if s["segment_auroc"] is not None:
         assert s["segment_auroc"] == pytest.approx(expected, abs=1e-3)
     assert s["method"] == "occlude" and s["band_mm"] == 2.0 and s["leak_check"]["ok"] is True
+    # the truth does not move with the method's band; asked in words, a region's score is P(LGE) x q <= P(LGE)
+    s0 = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path / "b0", band_mm=0.0)
+    assert (s0["n_segment_pairs"], s0["n_segment_pairs_positive"]) == (s["n_segment_pairs"],
+                                                                       s["n_segment_pairs_positive"])
+    sp = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path / "pr", method="prompts")
+    assert sp["method"] == "prompts" and sp["n_segment_pairs_positive"] == s["n_segment_pairs_positive"]
+    with open(tmp_path / "pr" / "segments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(0 <= float(r["p"]) <= float(r["p_slice"]) + 1e-6 for r in rows)
 
 
 def test_evaluate_retrieval_on_held_out_patients(tiny_run, tmp_path):

@@ -192,7 +192,9 @@ def evaluate(
     segments: bool = typer.Option(False, "--segments", help="Score where: P(scar) per AHA segment and wall third "
                                   "against the truth scar masks (default out: <run>/eval_segments_<split>)."),
     method: str = typer.Option("occlude", help="Regional question with --segments: occlude (the region's wall "
-                               "removed: the fall of P(LGE)) or keep (only the region's wall left: its P(LGE))."),
+                               "removed: the fall of P(LGE)), keep (only the region's wall left: its P(LGE)), or "
+                               "asked in words (CLIP runs): prompts (contrastive) or caption (the caption decoder's "
+                               "likelihood) of one sentence per wall / depth, times P(LGE)."),
     band_mm: float = typer.Option(2.0, help="With --segments: regions reach this far (mm) beyond the myocardium "
                                   "mask (bright subendocardial scar is often segmented as blood pool)."),
     retrieval: bool = typer.Option(False, "--retrieval", help="Study <-> report retrieval R@1/5/10 and median rank "

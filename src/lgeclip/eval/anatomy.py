@@ -107,7 +107,9 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
             row = {"slice_id": r.slice_id, "patient_key": r.patient_key, "level": r.level, "failed": res is None,
                    "dice_myo": 0.0, "dice_blood": 0.0, "err_ant_mm": np.nan, "err_inf_mm": np.nan,
                    "myo_true_px": int(true_myo.sum()), "myo_pred_px": 0, "myo_overlap_px": 0,
-                   "problem": "anatomy failed"}
+                   "scar_px": 0, "scar_in_myo_px": 0, "scar_in_blood_px": 0, "problem": "anatomy failed"}
+            scar = np.asarray(a["scar"]) > 0 if "scar" in a else np.zeros_like(true_myo)
+            row["scar_px"] = int(scar.sum())
             truth = np.asarray(a.get("rvip", np.full((2, 2), np.nan)), float).reshape(2, 2)
             if res is not None:
                 row["problem"] = plausibility_problem(res, sp) or ""
@@ -115,6 +117,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
                 row["dice_myo"] = dice(pred_myo, true_myo)
                 row["myo_pred_px"], row["myo_overlap_px"] = int(pred_myo.sum()), int((pred_myo & true_myo).sum())
                 row["dice_blood"] = dice(res.blood_pool, a.get("blood_pool", np.zeros_like(res.blood_pool)))
+                row["scar_in_myo_px"] = int((scar & pred_myo).sum())
+                row["scar_in_blood_px"] = int((scar & (np.asarray(res.blood_pool) > 0)).sum())
                 for k, name in enumerate(("err_ant_mm", "err_inf_mm")):
                     if np.all(np.isfinite(truth[k])):
                         row[name] = float(np.hypot(*((res.rvip[k] - truth[k]) * sp)))
@@ -142,6 +146,8 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
         # the preprocessing checks (default recipe, no rvip_fallback) on the predicted anatomy
         "plausible_fraction": float(np.mean([r["problem"] == "" for r in rows])),
         "implausible_reasons": _reason_counts([r["problem"] for r in rows if r["problem"]]),
+        # where truth scar (enhancement) went: bright scar given to the cavity is the typical LGE failure
+        **_scar_summary(rows),
         "dice_myo_per_patient": per_patient,
         "dice_myo_volume_per_patient": per_patient_volume,
     }
@@ -159,6 +165,20 @@ def evaluate_anatomy(seg_run: Path, landmarks_run: Path, cohort: Path, out: Path
              f"RVIP pooled median {summary['rvip_mm']['pooled']['median']} mm, {summary['n_failed']} failed, "
              f"{100 * summary['plausible_fraction']:.0f}% plausible")
     return summary
+
+
+def _scar_summary(rows: list[dict]) -> dict:
+    """Fractions of the truth scar pixels inside the predicted myocardium / blood pool (pooled over slices) and the
+    myocardium Dice on slices with and without scar; empty when the cohort has no scar truth."""
+    n = sum(r["scar_px"] for r in rows)
+    if n == 0:
+        return {}
+    with_scar = [r["dice_myo"] for r in rows if r["scar_px"] > 0]
+    without = [r["dice_myo"] for r in rows if r["scar_px"] == 0]
+    return {"scar_px": n, "scar_in_myo_fraction": sum(r["scar_in_myo_px"] for r in rows) / n,
+            "scar_in_blood_fraction": sum(r["scar_in_blood_px"] for r in rows) / n,
+            "dice_myo_scar_slices": float(np.mean(with_scar)), "n_scar_slices": len(with_scar),
+            "dice_myo_no_scar_slices": float(np.mean(without)) if without else None}
 
 
 def _grid(shown: list, path: Path, half_mm: float = 55.0) -> None:

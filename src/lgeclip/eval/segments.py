@@ -1,8 +1,10 @@
 """``lgeclip evaluate --segments``: where the scar is, scored against truth masks on held-out patients.
 
 Each cached slice of the split is asked the regional questions of ``infer.segments`` (per AHA segment of its level
-and per wall third). A region is truth-positive when the truth scar covers at least ``min_fraction`` of its
-myocardium pixels (and ``min_pixels``), on the model's grid. Reported: AUROC over all (slice, segment) pairs, the
+and per wall third, by editing the image) or of ``infer.multilabel`` (in words: which wall, how deep).
+A region is truth-positive when the truth scar within ``TRUTH_BAND_MM`` of its wall (each pixel given the region of
+its nearest predicted wall pixel) covers at least ``min_fraction`` of its wall pixels (and ``min_pixels``), on the
+model's grid: the same positives whatever band the method used. Reported: AUROC over all (slice, segment) pairs, the
 mean of the 16 per-segment AUROCs, the same within truth-positive slices only (where in the slice, once it is
 known to hold scar), the study-level 16-segment table against "any slice of that level", and depth AUROC per wall
 third. Slices without a segment map (RVIP fallback) are counted, not scored.
@@ -18,18 +20,24 @@ import torch
 
 from lgeclip.data.clip import model_image, model_labels
 from lgeclip.eval.evaluate import leak_check
-from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, DEPTHS, RegionMaps, localise, study_segments
+from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, DEPTHS, RegionMaps, study_segments
 from lgeclip.infer.zeroshot import Predictor
 from lgeclip.metrics import auroc
 from lgeclip.preprocess.cache import load_cached_slice
 from lgeclip.train.scoring import split_records
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
+# truth regions reach this far (mm) beyond the predicted myocardium: scar the segmentation gave to the cavity still
+# counts for the segment of its nearest wall pixel, for every method and band alike
+TRUTH_BAND_MM = 5.0
 
-def region_truth(scar: np.ndarray, mask: np.ndarray, min_fraction: float = 0.05, min_pixels: int = 3) -> bool:
-    """True when the scar covers at least ``min_fraction`` of the region (and ``min_pixels`` pixels)."""
+
+def region_truth(scar: np.ndarray, mask: np.ndarray, min_fraction: float = 0.05, min_pixels: int = 3,
+                 area: int | None = None) -> bool:
+    """True when the scar in the region covers at least ``min_fraction`` of ``area`` (default: the region's size)
+    and ``min_pixels`` pixels."""
     n = int((np.asarray(scar) > 0)[mask].sum())
-    return n >= max(min_pixels, min_fraction * int(mask.sum()))
+    return n >= max(min_pixels, min_fraction * (int(mask.sum()) if area is None else area))
 
 
 def _auc(pairs: list[tuple[bool, float]]) -> float | None:
@@ -41,7 +49,8 @@ def _auc(pairs: list[tuple[bool, float]]) -> float | None:
 
 def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", out: str | Path | None = None,
                       method: str = DEFAULT_METHOD, device: str | None = None, allow_leak: bool = False,
-                      min_fraction: float = 0.05, min_pixels: int = 3, band_mm: float = BAND_MM) -> dict:
+                      min_fraction: float = 0.05, min_pixels: int = 3, band_mm: float = BAND_MM,
+                      truth_band_mm: float = TRUTH_BAND_MM) -> dict:
     """Segment and depth localisation of run folder ``run`` on the ``split`` patients of ``cache`` (leak-checked);
     writes ``segments.csv`` and ``segments_summary.json`` to ``out`` (default ``<run>/eval_segments_<split>``)."""
     run, cache = Path(run), Path(cache)
@@ -54,7 +63,7 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
     if not records:
         raise ValueError(f"{cache}: no slices in split {split!r}")
     t0 = time.perf_counter()
-    maps, scars = [], []
+    maps, truths, scars = [], [], []
     for r in records:
         d = load_cached_slice(r.path, oriented=cfg.data.orientation)
         size = cfg.data.image_size
@@ -62,27 +71,34 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
         maps.append(RegionMaps(model_image(d["image"], size), model_labels(d["myocardium"], size),
                                model_labels(d["aha"], size), model_labels(d["layers"], size), r.level,
                                band_px=band_mm / px))
+        truths.append(RegionMaps(maps[-1].image, maps[-1].myocardium, maps[-1].aha, maps[-1].layers, r.level,
+                                 band_px=truth_band_mm / px))
         scars.append(model_labels(d["scar"], size) if "scar" in d else None)
     p_slice = pred.score_images(np.stack([m.image for m in maps]), [m.level for m in maps])
-    regional = localise(pred.score_images, maps, p_slice, method=method)
+    regional = pred.localise_maps(maps, p_slice, method=method)
     seconds = time.perf_counter() - t0
 
     rows, seg_pairs, pos_pairs, depth_pairs = [], [], [], {name: [] for name in DEPTHS.values()}
     per_seg: dict[int, list] = {s: [] for s in range(1, 17)}
     studies: dict[str, dict] = {}
     n_no_map = 0
-    for r, m, scar, reg, ps in zip(records, maps, scars, regional, p_slice, strict=True):
+    for r, m, tm, scar, reg, ps in zip(records, maps, truths, scars, regional, p_slice, strict=True):
         if reg["reason"]:
             n_no_map += 1
             continue
         st = studies.setdefault(r.patient_key, {"levels": [], "regional": [], "truth": set()})
         st["levels"].append(r.level)
         st["regional"].append(reg)
-        regions = {(kind, rid): mask for kind, rid, mask in m.regions()}
-        slice_pos = scar is not None and bool((scar > 0)[m.wall[0]].any())
+        # truth on the truth band, whatever band the method used (so that bands compare on the same positives);
+        # the fraction is of the region's own wall (band 0)
+        regions = {(kind, rid): mask for kind, rid, mask in tm.regions()}
+        own = {(kind, rid): int(mask.sum()) for kind, rid, mask in
+               RegionMaps(m.image, m.myocardium, m.aha, m.layers, m.level).regions(min_pixels=1)}
+        slice_pos = scar is not None and bool((scar > 0)[tm.wall[0]].any())
         for (kind, rid), mask in regions.items():
-            p = reg["segments"][rid] if kind == "segment" else reg["depth"][DEPTHS[rid]]
-            t = None if scar is None else region_truth(scar, mask, min_fraction, min_pixels)
+            p = reg["segments"].get(rid, 0.0) if kind == "segment" else reg["depth"].get(DEPTHS[rid], 0.0)
+            t = None if scar is None else region_truth(scar, mask, min_fraction, min_pixels,
+                                                       area=own.get((kind, rid), int(mask.sum())))
             rows.append((r.slice_id, r.patient_key, r.level, kind, rid if kind == "segment" else DEPTHS[rid],
                          f"{p:.6f}", "" if t is None else int(t), f"{ps:.6f}"))
             if t is None:
@@ -106,7 +122,8 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
     summary = {
         "run": str(run.resolve()), "recipe": cfg.name, "task": cfg.task, "cache": str(cache.resolve()),
         "split": split, "method": method, "band_mm": band_mm,
-        "truth_rule": f"scar >= {min_fraction:.0%} of the region and >= {min_pixels} px (model grid)",
+        "truth_rule": f"scar within {truth_band_mm:g} mm of the region's wall >= {min_fraction:.0%} of the wall and "
+                      f">= {min_pixels} px (model grid)", "truth_band_mm": truth_band_mm,
         "n_slices": len(records), "n_slices_without_segment_map": n_no_map,
         "n_segment_pairs": len(seg_pairs), "n_segment_pairs_positive": int(sum(t for t, _ in seg_pairs)),
         "segment_auroc": _auc(seg_pairs),

@@ -19,6 +19,7 @@ from torch import nn
 from lgeclip.anatomy.types import AnatomyResult
 from lgeclip.config import from_dict
 from lgeclip.data.clip import model_image, model_labels
+from lgeclip.infer.multilabel import ASK_METHODS, ask
 from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, RegionMaps, localise
 from lgeclip.models.zeroshot import ZeroShotClassifier
 from lgeclip.preprocess.chain import ImplausibleSlice, PreprocessedSlice, preprocess_slice, stack_consistent
@@ -133,11 +134,25 @@ class Predictor:
         return RegionMaps(s.image, model_labels(maps.myocardium, size), model_labels(maps.aha, size),
                           model_labels(maps.layers, size), s.level, band_px=BAND_MM / px)
 
+    def localise_maps(self, maps: list[RegionMaps], p_slice, method: str = DEFAULT_METHOD) -> list[dict]:
+        """Regional answers for slices given as region maps with their P(LGE): by editing the image
+        (``infer.segments``: occlude / keep) or by asking in words (``infer.multilabel``: prompts / caption, CLIP
+        runs only). Slices without a segment map get a ``reason``."""
+        if method not in ASK_METHODS:
+            return localise(self.score_images, maps, p_slice, method=method)
+        if self.zero_shot is None:
+            raise ValueError(f"method {method!r} asks in words: it needs a CLIP run, not {self.cfg.task!r}")
+        got = ask(self.model, np.stack([m.image for m in maps]), [m.level for m in maps], p_slice, method=method)
+        for g, m in zip(got, maps, strict=True):
+            if not any(kind == "segment" for kind, _, _ in m.regions()):
+                g.update(segments={}, depth={}, reason="no AHA segment map (RVIPs unusable: slice not oriented)")
+        return got
+
     def localise(self, scores: list[SliceScore], method: str = DEFAULT_METHOD) -> list[dict | None]:
-        """Regional answers (``infer.segments.localise``) for scored slices; None for slices not scored."""
+        """Regional answers (``localise_maps``) for scored slices; None for slices not scored."""
         idx = [i for i, s in enumerate(scores) if s.p_lge is not None and s.pre is not None]
-        got = localise(self.score_images, [self.region_maps(scores[i]) for i in idx],  # type: ignore[misc]
-                       [scores[i].p_lge for i in idx], method=method)
+        got = self.localise_maps([self.region_maps(scores[i]) for i in idx],  # type: ignore[misc]
+                                 [scores[i].p_lge for i in idx], method=method)
         out: list[dict | None] = [None] * len(scores)
         for i, g in zip(idx, got, strict=True):
             out[i] = g
