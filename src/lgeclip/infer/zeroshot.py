@@ -140,6 +140,8 @@ class Predictor:
         runs only). Slices without a segment map get a ``reason``."""
         if method not in ASK_METHODS:
             return localise(self.score_images, maps, p_slice, method=method)
+        if not maps:
+            return []
         if self.zero_shot is None:
             raise ValueError(f"method {method!r} asks in words: it needs a CLIP run, not {self.cfg.task!r}")
         got = ask(self.model, np.stack([m.image for m in maps]), [m.level for m in maps], p_slice, method=method)
