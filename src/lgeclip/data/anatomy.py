@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lgeclip.anatomy.geometry import lv_center
+from lgeclip.anatomy.geometry import lv_center, transmural_depth
 from lgeclip.anatomy.predictor import CropGeometry, ViewCfg, crop_geometry, normalise_intensity, whole_image_geometry
 from lgeclip.io.cohort import load_slice, read_manifest
 from lgeclip.io.splits import patient_split, splits_digest
@@ -97,11 +97,8 @@ def paint_scar(img: np.ndarray, labels: np.ndarray, cfg: ScarPaintCfg, rng: np.r
     wall, blood = labels == 2, labels == 1
     if wall.sum() < 10 or not blood.any():
         return img
-    # wall depth: 0 at the endocardium, 1 at the epicardium
-    d_endo = ndi.distance_transform_edt(~blood)
-    d_epi = ndi.distance_transform_edt(wall | blood)
-    depth = d_endo / np.maximum(d_endo + d_epi, 1e-6)
-    cy, cx = np.argwhere(blood).mean(axis=0)
+    depth = transmural_depth(wall, blood)  # 0 at the endocardium .. 1 at the epicardium
+    cy, cx = lv_center(wall, blood)
     yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
     ang = np.degrees(np.arctan2(yy - cy, xx - cx))
     start, width = rng.uniform(-180, 180), rng.uniform(*cfg.sector_deg)

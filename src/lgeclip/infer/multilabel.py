@@ -21,21 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lgeclip.infer.segments import DEPTHS
-from lgeclip.models.decoder import shift_for_captioning
+from lgeclip.infer.segments import DEPTHS, LEVEL_SEGMENTS, SEGMENT_NAMES
+from lgeclip.models.decoder import batch_vocabulary, shift_for_captioning
 from lgeclip.models.zeroshot import no_autocast
 from lgeclip.synth.templates import level_suffix
 
 ASK_METHODS = ("prompts", "caption")
 
-# AHA segments of each level and the wall word a report uses for each
+# AHA segments of each level and the wall word a report uses for each (from the segment names)
 WALLS_AT_LEVEL: dict[str, tuple[tuple[int, str], ...]] = {
-    "basal": ((1, "anterior"), (2, "anteroseptal"), (3, "inferoseptal"), (4, "inferior"), (5, "inferolateral"),
-              (6, "anterolateral")),
-    "mid": ((7, "anterior"), (8, "anteroseptal"), (9, "inferoseptal"), (10, "inferior"), (11, "inferolateral"),
-            (12, "anterolateral")),
-    "apical": ((13, "anterior"), (14, "septal"), (15, "inferior"), (16, "lateral")),
-}
+    level: tuple((seg, SEGMENT_NAMES[seg].split(" ", 1)[1]) for seg in segs) for level, segs in LEVEL_SEGMENTS.items()}
 LOCATION_TEMPLATE = "There is late gadolinium enhancement of the {level} {wall} wall."
 DEPTH_ANSWERS: dict[str, tuple[int, ...]] = {  # answer -> the wall thirds (DEPTHS ids) it covers
     "subendocardial": (1,), "mid-wall": (2,), "subepicardial": (3,), "transmural": (1, 2, 3)}
@@ -71,10 +66,7 @@ def _caption_loglik(model, x: torch.Tensor, texts: list[str]) -> torch.Tensor:
     inputs, labels = shift_for_captioning(tok["input_ids"], tok["attention_mask"])  # (K, L-1)
     b, k = x.shape[0], len(texts)
     # the answers' own tokens as the output vocabulary, as training scored its in-batch vocabulary
-    keep = labels != -100
-    vocab = torch.unique(labels[keep])  # (A,)
-    idx = torch.full_like(labels, -1)
-    idx[keep] = torch.searchsorted(vocab, labels[keep])
+    vocab, idx = batch_vocabulary(labels)  # (A,), (K, L-1) indices into vocab, -100 at padding
     fm = fmap.repeat_interleave(k, dim=0)  # (B K, C, h, w)
     logits = model.decoder(inputs.repeat(b, 1), fm, vocab).float()  # (B K, L-1, A)
     logp = F.log_softmax(logits, dim=-1)
