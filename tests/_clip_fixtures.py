@@ -97,7 +97,8 @@ def make_tiny_cohort(root: Path, n_patients: int = 12, seed: int = 0, positive_f
                        rvip=s["rvip"], scar=s["scar"])
             records.append(SliceRecord(key, level, idx, 3, rel, (1.0, 1.0), sentences,
                                        "positive" if positive[p] else "negative", "phantom", True,
-                                       int(bool(positive[p]))))
+                                       int(bool(positive[p])),
+                                       ("ischaemic" if p % 2 else "mid-wall") if positive[p] else ""))
     write_manifest(root, records)
     return root
 

@@ -138,6 +138,27 @@ def test_predict_batch_matches_single_and_reports_failures():
         fake_predictor(empty=True).predict(a["image"], 2.0)
 
 
+def test_memo_answers_a_seen_slice_without_the_nets(tmp_path):
+    pred = fake_predictor()
+    pred.memo = {}
+    a, b = clean_ring(2), clean_ring(3, shape=(128, 160), spacing=1.7)
+    blank = np.zeros((96, 96), np.float32)
+    first = pred.predict_batch([(a["image"], 2.0), (blank, 2.0)], names=["a", "blank"], errors="return")
+    assert len(pred.memo) == 1  # failures are not kept: their reason names the slice that asked
+    calls = []
+    run = pred._run
+    pred._run = lambda net, views: calls.append(len(views)) or run(net, views)
+    # the same slice read back from a file (float32 spacing), a new one and the blank again, under other names
+    save_slice(tmp_path / "a.npz", a["image"], (2.0, 2.0))
+    back = load_slice(tmp_path / "a.npz")
+    again = pred.predict_batch([(back["image"], tuple(float(x) for x in back["spacing_mm"])), (b["image"], 1.7),
+                                (blank, 2.0)], names=["a2", "b", "blank2"], errors="return")
+    assert again[0] is first[0] and isinstance(again[2], NoLVError) and "blank2: no LV found" in str(again[2])
+    assert sum(calls) <= 2 + 1 + 1 + 1  # pass 1 (b, blank; blank magnified), pass 2 and landmarks for b only
+    fresh = fake_predictor().predict(b["image"], (1.7, 1.7))
+    np.testing.assert_array_equal(again[1].myocardium, fresh.myocardium)
+
+
 def test_evaluate_anatomy_with_fake_nets(tmp_path):
     cohort = clean_cohort(write_ring_cohort(tmp_path / "rings", n_patients=5, slices_per_patient=2, seed=4))
     emidec_like = clean_cohort(write_ring_cohort(tmp_path / "no_rvip", n_patients=3, slices_per_patient=1, seed=5,

@@ -190,6 +190,6 @@ def test_real_subset(emidec_dir, tmp_path):
     assert s["n_slices"] == sum(len(cases[c]) for c in pick)
     recs = read_manifest(tmp_path / "out")
     pos = [r for r in recs if r.label == "positive"]
-    assert all(r.scar_truth == 0 for r in recs if r.label == "negative")
-    assert any(r.scar_truth == 1 for r in pos)
+    assert all(r.scar_truth == 0 and r.scar_pattern == "" for r in recs if r.label == "negative")
+    assert any(r.scar_truth == 1 for r in pos) and all(r.scar_pattern == "ischaemic" for r in pos)  # infarcts
     shutil.rmtree(tmp_path / "out")

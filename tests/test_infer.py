@@ -19,6 +19,7 @@ from lgeclip.infer.predict import predict_studies
 from lgeclip.infer.segments import LEVEL_SEGMENTS
 from lgeclip.infer.zeroshot import Predictor, run_provenance
 from lgeclip.metrics import balanced_accuracy
+from lgeclip.preprocess.cache import read_cache
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,11 @@ def test_predict_studies_writes_predictions_and_failures(tiny_run, tmp_path):
             assert r["n_slices"] == len(vals) and r["score"] == (max(vals) if vals else None)
         width = plt.imread(d / "prediction.png").shape[1]
         assert width > 1.9 * (j["n_slices"] + 1) * 110
+        assert j["localisation_method"] == s["localisation_method"] == "bright" and "blood pool" in j["localisation"]
+    # a wrong method is the caller's error, before any study (not one failure per study)
+    with pytest.raises(ValueError, match="method must be one of"):
+        predict_studies(studies, tiny_run["run"], tmp_path / "bad", predictor=pred, method="blur")
+    assert not (tmp_path / "bad" / "failures.csv").exists()
     # nothing identifying leaves the DICOM headers: no names, IDs or birth dates in any output
     text = " ".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".json", ".csv"))
     from lgeclip.io.dicom import scan_tree
@@ -220,7 +226,7 @@ def test_evaluate_segments_tables_match_the_summary(tiny_run, tmp_path):
     from lgeclip.eval.segments import evaluate_segments
     from lgeclip.metrics import auroc
 
-    s = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path)
+    s = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path, method="occlude")
     with open(tmp_path / "segments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     seg = [r for r in rows if r["kind"] == "segment"]
@@ -241,14 +247,33 @@ def test_evaluate_segments_tables_match_the_summary(tiny_run, tmp_path):
         assert s["segment_auroc"] == pytest.approx(expected, abs=1e-3)
     assert s["method"] == "occlude" and s["band_mm"] == 2.0 and s["leak_check"]["ok"] is True
     # the truth does not move with the method's band; asked in words, a region's score is P(LGE) x q <= P(LGE)
-    s0 = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path / "b0", band_mm=0.0)
+    s0 = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path / "b0", band_mm=0.0,
+                           method="occlude")
     assert (s0["n_segment_pairs"], s0["n_segment_pairs_positive"]) == (s["n_segment_pairs"],
                                                                        s["n_segment_pairs_positive"])
     sp = evaluate_segments(tiny_run["run"], tiny_run["cache"], split="test", out=tmp_path / "pr", method="prompts")
     assert sp["method"] == "prompts" and sp["n_segment_pairs_positive"] == s["n_segment_pairs_positive"]
     with open(tmp_path / "pr" / "segments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows and all(0 <= float(r["p"]) <= float(r["p_slice"]) + 1e-6 for r in rows)
+    assert rows and all(0 <= float(r["p"]) <= float(r["p_slice"]) + 1e-6 for r in rows if r["kind"] != "pattern")
+    # the pattern (ischaemic vs not): the cohort's truth reached the cache; one row per slice asked, scored on the
+    # truth-scar slices whose pattern is known, and the summary's AUROC is the rows' AUROC
+    recs = [r for r in read_cache(tiny_run["cache"]) if r.split == "test"]
+    known = [r for r in recs if r.scar_truth and r.scar_pattern]
+    assert known and {r.scar_pattern for r in known} <= {"ischaemic", "mid-wall"}
+    pat = [r for r in rows if r["kind"] == "pattern"]
+    assert len(pat) == len(recs) and sum(r["truth"] != "" for r in pat) == len(known)
+    assert sp["n_pattern_slices"] == {"ischaemic": sum(r.scar_pattern == "ischaemic" for r in known),
+                                      "non_ischaemic": sum(r.scar_pattern != "ischaemic" for r in known)}
+    assert sp["pattern_source"] == "asked in words (prompts)"
+    y = np.array([r["truth"] == "1" for r in pat if r["truth"] != ""])
+    q = np.array([float(r["p"]) for r in pat if r["truth"] != ""])
+    expected = auroc(y, q)
+    assert (sp["pattern_auroc"] is None) == bool(np.isnan(expected))
+    if sp["pattern_auroc"] is not None:
+        assert sp["pattern_auroc"] == pytest.approx(expected, abs=1e-3)
+    assert sp["pattern_accuracy_at_half"] == pytest.approx(float(np.mean((q > 0.5) == y)), abs=1e-3)
+    assert s["pattern_source"] == "endocardial share of the depth scores"
 
 
 def test_evaluate_retrieval_on_held_out_patients(tiny_run, tmp_path):

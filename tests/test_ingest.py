@@ -143,6 +143,7 @@ def test_phantom_round_trip(tmp_path):
     for r in recs:
         t = by_key[r.patient_key]
         assert r.scar_truth == int(t["slices"][r.slice_index]["has_scar"])
+        assert r.scar_pattern == (t["scar_pattern"] or "")  # the patient's pattern, for the pattern question
         z = load_slice(out / r.image_path)
         assert z["myocardium"].shape == z["image"].shape and z["myocardium"].any()
         assert np.allclose(z["rvip"], t["slices"][r.slice_index]["rvip_px"])

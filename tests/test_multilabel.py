@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from _clip_fixtures import make_tiny_text_model
 
-from lgeclip.infer.multilabel import DEPTH_ANSWERS, WALLS_AT_LEVEL, _caption_loglik, ask, questions
+from lgeclip.infer.multilabel import (
+    DEPTH_ANSWERS,
+    PATTERN_ANSWERS,
+    WALLS_AT_LEVEL,
+    _caption_loglik,
+    ask,
+    ischaemic_score,
+    questions,
+)
 from lgeclip.infer.segments import DEPTHS, LEVEL_SEGMENTS
 
 torch.set_num_threads(1)
@@ -24,6 +32,9 @@ def test_questions_name_each_segment_of_the_level_once():
             assert seg == seg_w and f"the {level} {wall} wall." in text
             assert text.endswith(f"This image is from {level} level.")
         assert [d for d, _ in q["depth"]] == list(DEPTH_ANSWERS)
+        # two phrasings per pattern, each ending in the level suffix
+        assert [a for a, _ in q["pattern"]] == [a for a, ts in PATTERN_ANSWERS.items() for _ in ts]
+        assert all(t.endswith(f"This image is from {level} level.") for _, t in q["pattern"])
     assert len({t for _, t in questions("mid")["location"]}) == 6
     with pytest.raises(ValueError, match="level"):
         questions("apex")
@@ -34,12 +45,12 @@ class _WordModel(torch.nn.Module):
     one-hot of the words it contains."""
 
     VOCAB = ("anterior", "anteroseptal", "inferoseptal", "inferior", "inferolateral", "anterolateral", "septal",
-             "lateral", *DEPTH_ANSWERS)
+             "lateral", *DEPTH_ANSWERS, "ischaemic", "non-ischaemic")
 
-    def __init__(self, image_words: list[tuple[str, str]]) -> None:
+    def __init__(self, image_words: list[tuple[str, str]], scale: float = 50.0) -> None:
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
-        self.image_words = image_words
+        self.image_words, self.scale = image_words, scale
 
     def _vec(self, words) -> torch.Tensor:
         v = torch.zeros(len(self.VOCAB))
@@ -51,10 +62,11 @@ class _WordModel(torch.nn.Module):
         return torch.stack([self._vec(self.image_words[int(i)]) for i in x[:, 0, 0, 0]])
 
     def encode_text(self, texts):
-        return torch.stack([self._vec([w for w in t.rstrip(".").split() if w in self.VOCAB]) for t in texts])
+        return torch.stack([self._vec([w.strip(".,") for w in t.split() if w.strip(".,") in self.VOCAB])
+                            for t in texts])
 
     def get_logit_scale(self):
-        return torch.tensor(50.0)
+        return torch.tensor(self.scale)
 
 
 def test_prompt_answers_point_at_the_described_wall_and_depth():
@@ -80,6 +92,28 @@ def test_prompt_answers_point_at_the_described_wall_and_depth():
         ask(model, images, ["basal"] * 3, [0.5] * 3, method="occlude")
     with pytest.raises(ValueError, match="levels"):
         ask(model, images, ["basal"] * 2, [0.5] * 3)
+
+
+def test_pattern_answer_follows_the_image_and_the_depth_fallback():
+    # image 0 carries "ischaemic", image 1 "non-ischaemic" (with a wall word, as the pair above)
+    model = _WordModel([("inferior", "ischaemic"), ("lateral", "non-ischaemic")])
+    images = np.zeros((2, 8, 8), np.float32)
+    images[:, 0, 0] = [0, 1]
+    out = ask(model, images, ["mid", "mid"], [0.8, 0.6], method="prompts")
+    for o, ps in zip(out, (0.8, 0.6), strict=True):
+        assert set(o["answers"]["pattern"]) == set(PATTERN_ANSWERS)
+        assert sum(o["answers"]["pattern"].values()) == pytest.approx(1.0)
+        assert o["pattern"]["ischaemic"] == pytest.approx(ps * o["answers"]["pattern"]["ischaemic"])
+    assert ischaemic_score(out[0]) > 0.9 > 0.1 > ischaemic_score(out[1])
+    # by hand at scale 2: an answer's logit is the mean over its sentences; image 0's cosine with the first
+    # ischaemic phrasing is 1/sqrt(2) ("inferior" + "ischaemic" against "ischaemic"), 0 with "Infarct pattern ..."
+    # (no vocabulary word) and 0 with both non-ischaemic ones: q = sigmoid(2 / sqrt(2) / 2 - 0)
+    q = ask(_WordModel(model.image_words, scale=2.0), images, ["mid", "mid"], [1.0, 1.0])[0]["answers"]["pattern"]
+    assert q["ischaemic"] == pytest.approx(1 / (1 + np.exp(-1 / np.sqrt(2))), abs=1e-5)
+    # without a pattern answer (editing methods): the endocardial third's share of the depth scores
+    assert ischaemic_score({"depth": {"subendocardial": 0.6, "mid-wall": 0.3, "subepicardial": 0.1}}) == \
+        pytest.approx(0.6)
+    assert ischaemic_score({"segments": {}, "depth": {}, "reason": "no map"}) is None
 
 
 def test_caption_likelihood_is_the_decoders_sentence_probability(tmp_path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from test_geometry import make_ring
 
 from lgeclip.anatomy.aha import aha_segment_map
 from lgeclip.anatomy.geometry import wall_layers
 from lgeclip.infer.segments import (
     RegionMaps,
+    bright_threshold,
     bullseye_segment_at,
     bullseye_wedge,
     edited_images,
@@ -85,6 +87,32 @@ def test_occlusion_scores_the_drop_and_needs_the_slice_score():
         localise(bright_score, [m], method="occlude")
     with pytest.raises(ValueError, match="method"):
         edited_images(m, "blur")
+
+
+def test_bright_floor_is_the_share_of_wall_above_half_way_to_the_blood_pool():
+    m = ring_slice(270.0)  # inferior (segment 4), endocardial patch at 0.95 on a 0.1 wall
+    cav = ~m.myocardium.astype(bool) & (np.hypot(*(np.mgrid[:96, :96] - np.array(C)[:, None, None])) < 12.0)
+    m.image[cav] = 0.8  # the blood pool
+    # by hand: the darkest quarter of the wall is all 0.1 (the patch is under a tenth of it), half-way to 0.8 = 0.45
+    assert bright_threshold(m.image, m.myocardium) == pytest.approx(0.45, abs=1e-6)
+    res = localise(bright_score, [m], [0.9], method="bright")[0]
+    wall4 = (m.aha == 4) & (m.myocardium > 0)
+    assert res["segments"][4] == pytest.approx(0.9 * float((m.image[wall4] > 0.45).mean()))
+    assert max(res["segments"], key=res["segments"].get) == 4 and res["segments"][1] == 0.0
+    assert res["depth"]["subendocardial"] > res["depth"]["subepicardial"] == 0.0
+    # a wall that does not close (a gap at the top): the blood pool is the disc inside the nearest wall pixel
+    open_myo = m.myocardium.copy()
+    open_myo[: int(C[0]), 46:51] = 0
+    assert not (ndimage.binary_fill_holes(open_myo > 0) & (open_myo == 0) & cav).any()
+    assert bright_threshold(m.image, open_myo) == pytest.approx(0.45, abs=1e-6)
+    # no blood pool to compare with: the rule sees nothing, every region scores 0 and the slice still counts
+    solid = np.zeros_like(m.myocardium)
+    solid[40:56, 40:56] = 1
+    assert bright_threshold(m.image, solid) is None
+    res = localise(bright_score, [RegionMaps(m.image, solid, m.aha, m.layers, "basal")], [0.9], method="bright")[0]
+    assert res["reason"] is None and set(res["segments"].values()) <= {0.0}
+    with pytest.raises(ValueError, match="p_slice"):
+        localise(bright_score, [m], method="bright")
 
 
 def test_healthy_level_and_slices_without_a_segment_map():

@@ -28,10 +28,13 @@ class RvipFrame:
         self.min_distance_mm, self.min_angle_deg, self.max_angle_deg = min_distance_mm, min_angle_deg, max_angle_deg
 
     @classmethod
-    def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None) -> RvipFrame:
+    def from_run_dirs(cls, seg_run: Path, landmarks_run: Path, device: str | None = None,
+                      memo: bool = False) -> RvipFrame:
+        """The frame of the nets in these run folders; ``memo``: the predictor keeps its results (its
+        ``predictor`` can then preprocess the same slices without running the nets again)."""
         from lgeclip.anatomy.predictor import AnatomyPredictor
 
-        return cls(AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device),
+        return cls(AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, device=device, memo=memo),
                    source=f"RVIPs of {Path(landmarks_run).name} (LV from {Path(seg_run).name})")
 
     def _problem(self, rvip: np.ndarray, center: tuple[float, float], spacing: np.ndarray) -> str:

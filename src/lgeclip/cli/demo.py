@@ -257,17 +257,20 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
 
     if emidec is not None:
         em_cache, em_train = out / "emidec_cache", em_cohort
+        em_pred = None
         if acdc is not None:
             # same cases, masks and splits; the report walls named in the frame of the RVIPs that orient the images
             from lgeclip.anatomy.frames import RvipFrame
 
             em_train = out / "emidec_framed"
+            frame = RvipFrame.from_run_dirs(seg, lm, memo=True)  # its results serve the preprocessing below
+            em_pred = frame.predictor
             st.run("ingest EMIDEC in the RVIP frame", em_train / "manifest.csv", ingest_emidec,
-                   _emidec_subset(emidec, out, plan.emidec_cases), em_train, frame=RvipFrame.from_run_dirs(seg, lm))
+                   _emidec_subset(emidec, out, plan.emidec_cases), em_train, frame=frame)
         # oriented where the RVIPs are plausible; the other slices stay unoriented without an AHA map (listed in
         # rvip_fallback.csv): with the phantom-only RVIP net (no ACDC) that is nearly every EMIDEC slice
         st.run("preprocess EMIDEC", em_cache / "cache.json", build_cache, em_train, seg, lm, em_cache,
-               config=REPO_CONFIGS / "preprocess" / "rvip_fallback.yaml")
+               config=REPO_CONFIGS / "preprocess" / "rvip_fallback.yaml", predictor=em_pred)
         em_recipes = {"emidec_proposed": plan.emidec_recipe, "emidec_image_only": plan.emidec_image_only_recipe}
         why = _cache_unusable(em_cache)
         if why:

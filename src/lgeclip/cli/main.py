@@ -191,10 +191,12 @@ def evaluate(
                                     "upstream (training / selection of the run or its anatomy nets); oracle / debug."),
     segments: bool = typer.Option(False, "--segments", help="Score where: P(scar) per AHA segment and wall third "
                                   "against the truth scar masks (default out: <run>/eval_segments_<split>)."),
-    method: str = typer.Option("occlude", help="Regional question with --segments: occlude (the region's wall "
-                               "removed: the fall of P(LGE)), keep (only the region's wall left: its P(LGE)), or "
+    method: str = typer.Option("bright", help="Regional question with --segments: occlude (the region's wall "
+                               "removed: the fall of P(LGE)), keep (only the region's wall left: its P(LGE)), "
+                               "bright (a training-free floor: P(LGE) x the share of the region's wall brighter than "
+                               "half-way from the darkest wall quarter to the blood pool), or "
                                "asked in words (CLIP runs): prompts (contrastive) or caption (the caption decoder's "
-                               "likelihood) of one sentence per wall / depth, times P(LGE)."),
+                               "likelihood) of sentences per wall / depth / pattern (ischaemic or not), times P(LGE)."),
     band_mm: float = typer.Option(2.0, help="With --segments: regions reach this far (mm) beyond the myocardium "
                                   "mask (bright subendocardial scar is often segmented as blood pool)."),
     retrieval: bool = typer.Option(False, "--retrieval", help="Study <-> report retrieval R@1/5/10 and median rank "
@@ -305,11 +307,14 @@ def predict(
     run: Path = typer.Option(..., help="Run folder of a trained model."),
     out: Path = typer.Option(..., help="Output folder."),
     dicom_out: bool = typer.Option(False, help="Also write a DICOM SR (TID 1500) and a Secondary Capture per study."),
+    method: str = typer.Option("bright", help="How each AHA segment is scored: bright (P(LGE) x the share of its "
+                               "wall brighter than half-way to the blood pool; chosen on validation patients), "
+                               "occlude, keep, prompts or caption (as in `evaluate --segments`)."),
 ) -> None:
-    """Series selection -> preprocessing -> zero-shot P(LGE) per slice and per patient."""
+    """Series selection -> preprocessing -> zero-shot P(LGE) per slice and per patient, and where (AHA segments)."""
     from lgeclip.infer.predict import predict_studies
 
-    _print(predict_studies(studies, run, out, dicom_out=dicom_out))
+    _print(predict_studies(studies, run, out, dicom_out=dicom_out, method=method))
 
 
 @app.command()

@@ -6,8 +6,10 @@ A region is truth-positive when the truth scar within ``TRUTH_BAND_MM`` of its w
 its nearest predicted wall pixel) covers at least ``min_fraction`` of its wall pixels (and ``min_pixels``), on the
 model's grid: the same positives whatever band the method used. Reported: AUROC over all (slice, segment) pairs, the
 mean of the 16 per-segment AUROCs, the same within truth-positive slices only (where in the slice, once it is
-known to hold scar), the study-level 16-segment table against "any slice of that level", and depth AUROC per wall
-third. Slices without a segment map (RVIP fallback) are counted, not scored.
+known to hold scar), the study-level 16-segment table against "any slice of that level", depth AUROC per wall
+third, and the pattern (ischaemic vs non-ischaemic, ``infer.multilabel.ischaemic_score``) on the truth-scar slices of
+patients whose truth names the pattern (``scar_pattern``; AUROC where both kinds occur, else the share called right
+at 0.5). Slices without a segment map (RVIP fallback) are counted, not scored for segments or depth.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from lgeclip.data.clip import model_image, model_labels
 from lgeclip.eval.evaluate import leak_check
+from lgeclip.infer.multilabel import ischaemic_score
 from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, DEPTHS, RegionMaps, study_segments
 from lgeclip.infer.zeroshot import Predictor
 from lgeclip.metrics import auroc
@@ -82,7 +85,15 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
     per_seg: dict[int, list] = {s: [] for s in range(1, 17)}
     studies: dict[str, dict] = {}
     n_no_map = 0
+    pattern_pairs: list[tuple[bool, float]] = []
     for r, m, tm, scar, reg, ps in zip(records, maps, truths, scars, regional, p_slice, strict=True):
+        q_isch = ischaemic_score(reg)
+        if q_isch is not None:
+            known = bool(r.scar_truth and r.scar_pattern)
+            rows.append((r.slice_id, r.patient_key, r.level, "pattern", "ischaemic", f"{q_isch:.6f}",
+                         int(r.scar_pattern == "ischaemic") if known else "", f"{ps:.6f}"))
+            if known:
+                pattern_pairs.append((r.scar_pattern == "ischaemic", q_isch))
         if reg["reason"]:
             n_no_map += 1
             continue
@@ -133,6 +144,14 @@ def evaluate_segments(run: str | Path, cache: str | Path, split: str = "test", o
         "study_segment_auroc": _auc(study_pairs), "n_study_segment_pairs": len(study_pairs),
         "depth_auroc": {k: _auc(v) for k, v in depth_pairs.items()},
         "depth_auroc_pooled": _auc([x for v in depth_pairs.values() for x in v]),
+        "pattern_source": f"asked in words ({method})" if any((g.get("answers") or {}).get("pattern")
+                                                              for g in regional)
+        else "endocardial share of the depth scores",
+        "n_pattern_slices": {"ischaemic": sum(t for t, _ in pattern_pairs),
+                             "non_ischaemic": sum(not t for t, _ in pattern_pairs)},
+        "pattern_auroc": _auc(pattern_pairs),
+        "pattern_accuracy_at_half": round(float(np.mean([(q > 0.5) == t for t, q in pattern_pairs])), 4)
+        if pattern_pairs else None,
         "seconds": round(seconds, 2), "leak_check": leaks,
     }
     out.mkdir(parents=True, exist_ok=True)

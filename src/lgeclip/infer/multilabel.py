@@ -1,16 +1,18 @@
-"""Multi-label zero-shot questions asked in words (PMC-MSA's multi-label queries): which wall, how deep.
+"""Multi-label zero-shot questions asked in words (PMC-MSA's multi-label queries): which wall, how deep, what pattern.
 
-Each question has one sentence per answer, written as the reports write them and ending in the level suffix the
-model was trained with: location ("There is late gadolinium enhancement of the mid inferior wall.", one per AHA
-segment of the slice's level) and depth (subendocardial, mid-wall, subepicardial, transmural). Two ways to ask:
+Each question has one or more sentences per answer, written as the reports write them and ending in the level suffix
+the model was trained with: location ("There is late gadolinium enhancement of the mid inferior wall.", one per AHA
+segment of the slice's level), depth (subendocardial, mid-wall, subepicardial, transmural) and pattern (ischaemic
+vs non-ischaemic, two phrasings each). Two ways to ask:
 
 - ``prompts``: contrastive; q(answer) = softmax over the answers of scale x cos(image, sentence);
 - ``caption``: generative; q(answer) = softmax over the answers of the CoCa decoder's log-likelihood of the sentence
   given the image's spatial feature map (the decoder attends to where things are; the pooled embedding does not).
 
-A region's score is P(LGE) x q: the slice rule says whether, the question says where, so the scores of a clean slice
-stay low. A wall third's score adds the transmural answer to its own. The result has the format of
-``infer.segments.localise`` so ``evaluate --segments`` and the study table take it unchanged.
+An answer with several sentences scores the mean of its sentences' logits (a small prompt ensemble). A region's
+score is P(LGE) x q: the slice rule says whether, the question says where, so the scores of a clean slice stay low.
+A wall third's score adds the transmural answer to its own. The result has the format of
+``infer.segments.localise`` (plus ``pattern``) so ``evaluate --segments`` and the study table take it unchanged.
 """
 
 from __future__ import annotations
@@ -35,17 +37,32 @@ LOCATION_TEMPLATE = "There is late gadolinium enhancement of the {level} {wall} 
 DEPTH_ANSWERS: dict[str, tuple[int, ...]] = {  # answer -> the wall thirds (DEPTHS ids) it covers
     "subendocardial": (1,), "mid-wall": (2,), "subepicardial": (3,), "transmural": (1, 2, 3)}
 DEPTH_TEMPLATE = "There is {depth} late gadolinium enhancement."
+# the clinical split of a scar's pattern, in the words reports use for it (phantom reports, ESC/SCMR wording)
+PATTERN_ANSWERS: dict[str, tuple[str, ...]] = {
+    "ischaemic": ("There is late gadolinium enhancement in an ischaemic pattern, in keeping with prior myocardial "
+                  "infarction.", "Infarct pattern late gadolinium enhancement in a coronary artery territory."),
+    "non-ischaemic": ("There is late gadolinium enhancement in a non-ischaemic pattern.",
+                      "Patchy fibrosis typical of a non-ischaemic cardiomyopathy."),
+}
 
 
 def questions(level: str) -> dict[str, list[tuple[object, str]]]:
-    """The sentences of each question at ``level``: ``{"location": [(segment, text)], "depth": [(answer, text)]}``,
-    every text ending in the level suffix."""
+    """The sentences of each question at ``level``: ``{"location": [(segment, text)], "depth": [(answer, text)],
+    "pattern": [(answer, text)]}`` (an answer may have several texts), every text ending in the level suffix."""
     if level not in WALLS_AT_LEVEL:
         raise ValueError(f"level {level!r} not in {tuple(WALLS_AT_LEVEL)}")
     sfx = level_suffix(level)
     return {"location": [(seg, f"{LOCATION_TEMPLATE.format(level=level, wall=w)} {sfx}")
                          for seg, w in WALLS_AT_LEVEL[level]],
-            "depth": [(d, f"{DEPTH_TEMPLATE.format(depth=d)} {sfx}") for d in DEPTH_ANSWERS]}
+            "depth": [(d, f"{DEPTH_TEMPLATE.format(depth=d)} {sfx}") for d in DEPTH_ANSWERS],
+            "pattern": [(a, f"{t} {sfx}") for a, texts in PATTERN_ANSWERS.items() for t in texts]}
+
+
+def _answer_probs(logits: torch.Tensor, answers: list[object]) -> tuple[list[object], torch.Tensor]:
+    # logits: (B, T) per sentence; answers: T labels (repeats = several sentences of one answer) -> K answers, (B, K)
+    keys = list(dict.fromkeys(answers))
+    mean = torch.stack([logits[:, [j for j, a in enumerate(answers) if a == k]].mean(-1) for k in keys], dim=-1)
+    return keys, torch.softmax(mean, dim=-1)
 
 
 @torch.no_grad()
@@ -78,8 +95,8 @@ def _caption_loglik(model, x: torch.Tensor, texts: list[str]) -> torch.Tensor:
 def ask(model, images: np.ndarray | torch.Tensor, levels: Sequence[str], p_slice: Sequence[float],
         method: str = "prompts", batch_size: int = 32) -> list[dict]:
     """Regional answers for model-input images (B, S, S) in [0, 1] of the given levels, with their P(LGE):
-    per slice ``{"segments": {seg: P x q}, "depth": {third: P x q}, "answers": {"location": {seg: q},
-    "depth": {answer: q}}, "reason": None}``."""
+    per slice ``{"segments": {seg: P x q}, "depth": {third: P x q}, "pattern": {answer: P x q}, "answers":
+    {"location": {seg: q}, "depth": {answer: q}, "pattern": {answer: q}}, "reason": None}``."""
     if method not in ASK_METHODS:
         raise ValueError(f"method must be one of {ASK_METHODS}, got {method!r}")
     x_all = torch.as_tensor(np.asarray(images, np.float32))
@@ -97,13 +114,26 @@ def ask(model, images: np.ndarray | torch.Tensor, levels: Sequence[str], p_slice
             part = rows[start:start + batch_size]
             x = x_all[part].to(device)
             with no_autocast():
-                q = {name: torch.softmax(score(model, x, [t for _, t in pairs]), dim=-1).cpu().numpy()
-                     for name, pairs in qs.items()}  # name -> (b, K)
+                q = {name: _answer_probs(score(model, x, [t for _, t in pairs]), [a for a, _ in pairs])
+                     for name, pairs in qs.items()}  # name -> (K answers, (b, K))
             for j, i in enumerate(part):
                 ps = float(p_slice[i])
-                loc = {int(seg): float(q["location"][j, k]) for k, (seg, _) in enumerate(qs["location"])}
-                dep = {str(d): float(q["depth"][j, k]) for k, (d, _) in enumerate(qs["depth"])}
+                ans = {name: {a: float(p[j, k]) for k, a in enumerate(keys)} for name, (keys, p) in q.items()}
+                loc, dep = {int(s): v for s, v in ans["location"].items()}, ans["depth"]
                 thirds = {DEPTHS[t]: ps * sum(dep[d] for d, ts in DEPTH_ANSWERS.items() if t in ts) for t in DEPTHS}
                 out[i] = {"segments": {s: ps * v for s, v in loc.items()}, "depth": thirds,
-                          "answers": {"location": loc, "depth": dep}, "reason": None}
+                          "pattern": {a: ps * v for a, v in ans["pattern"].items()},
+                          "answers": {"location": loc, "depth": dep, "pattern": ans["pattern"]}, "reason": None}
     return out
+
+
+def ischaemic_score(regional: dict) -> float | None:
+    """How ischaemic a slice's scar looks, from its regional answers: q(ischaemic) where the pattern was asked in
+    words; else the share of the endocardial third in the three thirds' scores (ischaemic scar starts at the
+    endocardium, non-ischaemic spares it), None when the slice has no depth scores."""
+    pattern = (regional.get("answers") or {}).get("pattern")
+    if pattern:
+        return float(pattern["ischaemic"])
+    depth = regional.get("depth") or {}
+    total = sum(depth.values())
+    return float(depth.get(DEPTHS[1], 0.0) / total) if total > 0 else None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, plot_bullseye, study_segments
+from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, METHOD_DESCRIPTIONS, plot_bullseye, study_segments
 from lgeclip.io.dicom import (
     choose_levels,
     group_studies,
@@ -34,11 +34,15 @@ from lgeclip.metrics import aggregate
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text, get_logger, stable_hash
 
 
-def predict_study(predictor, series: list, rules=None, with_sources: bool = False, key: str | None = None):
+def predict_study(predictor, series: list, rules=None, with_sources: bool = False, key: str | None = None,
+                  method: str = DEFAULT_METHOD):
     """One study's prediction (JSON-ready dict) and the model-input image of each slice (None where skipped)
     (+ the source DICOM path of each slice with ``with_sources``: never written to JSON, folder names may hold
     PHI); raises ValueError with the reason when the study cannot be scored. ``key``: the study's key in its
-    batch (``io.dicom.study_keys``; default: the study alone)."""
+    batch (``io.dicom.study_keys``; default: the study alone); ``method``: how segments are scored
+    (``infer.segments.METHOD_DESCRIPTIONS``)."""
+    if method not in METHOD_DESCRIPTIONS:
+        raise ValueError(f"method must be one of {tuple(METHOD_DESCRIPTIONS)}, got {method!r}")
     key = key or study_keys({series[0].study_uid: series})[series[0].study_uid]
     toks = phi_tokens(series[0].patient_id, series[0].patient_name, series[0].birth_date)
     chosen, why = select_lge_series(series, rules)
@@ -65,7 +69,7 @@ def predict_study(predictor, series: list, rules=None, with_sources: bool = Fals
     scores = predictor.predict_slices([(img, sp, level_of(i, n)) for i, (img, sp) in enumerate(items)])
     how, thr = predictor.cfg.eval.aggregation, predictor.cfg.eval.threshold
     # where: P(scar) per AHA segment and wall third of each scored slice (infer.segments)
-    regional = predictor.localise(scores) if hasattr(predictor, "localise") else [None] * len(scores)
+    regional = predictor.localise(scores, method=method) if hasattr(predictor, "localise") else [None] * len(scores)
     slices = []
     for i, s in enumerate(scores):
         row = {"index": i, "level": s.level, "p_lge": s.p_lge, "protocol_level": protocol.get(i), "skipped": s.reason}
@@ -90,9 +94,9 @@ def predict_study(predictor, series: list, rules=None, with_sources: bool = Fals
     answered = [(s.level, r) for s, r in zip(scores, regional, strict=True) if r is not None]
     if answered:
         pred["segments"] = study_segments([lv for lv, _ in answered], [r for _, r in answered])
-        pred["localisation"] = (f"{DEFAULT_METHOD}: per slice, how far P(LGE) falls when the segment's wall (and "
-                                f"{BAND_MM:g} mm around it) is set to the slice's healthy-wall level; per segment the "
-                                "maximum over the scored slices of its level")
+        pred["localisation"] = (f"{method}: per slice, {METHOD_DESCRIPTIONS[method][0].format(band=f'{BAND_MM:g}')}"
+                                "; per segment the maximum over the scored slices of its level")
+        pred["localisation_method"] = method
     images = [s.image for s in scores]
     return (pred, images, [inst.path for inst in kept]) if with_sources else (pred, images)
 
@@ -113,8 +117,8 @@ def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> No
         scores = {r["segment"]: r["score"] for r in pred["segments"]}
         top = max([v for v in scores.values() if v is not None] or [0.0])
         # coloured up to the largest score (at least 0.1: a study where no segment moves P(LGE) stays pale)
-        plot_bullseye(axes[0][-1], scores, vmax=max(top, 0.1),
-                      title=f"where: fall of P(LGE) when\nthe segment is removed (max {top:.2f})")
+        what = METHOD_DESCRIPTIONS.get(pred.get("localisation_method", "occlude"), ("", "score"))[1]
+        plot_bullseye(axes[0][-1], scores, vmax=max(top, 0.1), title=f"where: {what} (max {top:.2f})")
     for ax, img, s in zip(axes[0][:n], imgs, pred["slices"], strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -140,8 +144,12 @@ def plot_prediction(pred: dict, imgs: list[np.ndarray | None], path: Path) -> No
 
 def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_run: str | Path | None = None,
                     landmarks_run: str | Path | None = None, rules: str | Path | None = None,
-                    predictor=None, figures: bool = True, dicom_out: bool = False) -> dict:
+                    predictor=None, figures: bool = True, dicom_out: bool = False,
+                    method: str = DEFAULT_METHOD) -> dict:
     """Predict every study under ``studies`` with the model of run folder ``run``; returns the summary.
+
+    ``method``: how each AHA segment is scored (``infer.segments.METHOD_DESCRIPTIONS``; asking in words needs a
+    CLIP run).
 
     ``dicom_out``: also write ``<patient_key>/lgeclip_sr.dcm`` (TID 1500 measurement report) and
     ``lgeclip_sc.dcm`` (Secondary Capture of ``prediction.png``) into the source study (``infer.dicom_out``).
@@ -154,7 +162,11 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = get_logger("lgeclip.predict")
+    if method not in METHOD_DESCRIPTIONS:  # before any study: a wrong option is not a per-study failure
+        raise ValueError(f"method must be one of {tuple(METHOD_DESCRIPTIONS)}, got {method!r}")
     predictor = predictor or Predictor.from_run_dir(run, seg_run, landmarks_run)
+    if method in ("prompts", "caption") and getattr(predictor, "zero_shot", True) is None:
+        raise ValueError(f"method {method!r} asks in words: it needs a CLIP run, not {predictor.cfg.task!r}")
     rules_obj = load_rules(rules)
     series, skipped = scan_tree(Path(studies))
     rows, failures = [], [(f"file-{stable_hash(str(p))}", why) for p, why in skipped]
@@ -163,7 +175,8 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     for uid, ss in sorted(studies.items(), key=lambda kv: keys[kv[0]]):
         key = keys[uid]
         try:
-            pred, inputs, sources = predict_study(predictor, ss, rules_obj, with_sources=True, key=key)
+            pred, inputs, sources = predict_study(predictor, ss, rules_obj, with_sources=True, key=key,
+                                                  method=method)
         except Exception as e:  # noqa: BLE001 - a batch job records the study and goes on
             reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
             reason = scrub(reason, phi_tokens(ss[0].patient_id, ss[0].patient_name, ss[0].birth_date))
@@ -191,7 +204,8 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     atomic_write_text(out / "failures.csv", csv_text(("study", "reason"), failures))
     n_slices = sum(r["n_slices"] for r in rows)
     dt = time.perf_counter() - t0
-    summary = {"run": str(Path(run).resolve()), "n_predicted": len(rows), "n_failed": len(failures),
+    summary = {"run": str(Path(run).resolve()), "localisation_method": method, "n_predicted": len(rows),
+               "n_failed": len(failures),
                "n_lge": sum(r["lge"] for r in rows), "n_slices": n_slices, "seconds": round(dt, 2),
                "seconds_per_study": round(dt / max(len(rows), 1), 3),
                "model": rows[0]["model"] if rows else None}

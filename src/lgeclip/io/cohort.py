@@ -28,7 +28,7 @@ LEVELS = ("basal", "mid", "apical")
 LGE_STATUS = ("positive", "negative", "unknown")
 MANIFEST_COLUMNS = (
     "patient_key", "level", "slice_index", "n_slices", "image_path", "spacing_mm", "sentences", "label",
-    "source", "has_masks", "scar_truth",
+    "source", "has_masks", "scar_truth", "scar_pattern",
 )
 DEFAULT_SALT = "lgeclip-v1"
 
@@ -55,7 +55,9 @@ def patient_of(key: str) -> str:
 
 @dataclass
 class SliceRecord:
-    """One manifest row. ``scar_truth`` is 1/0 when pixel truth is known, else None."""
+    """One manifest row. ``scar_truth`` is 1/0 when pixel truth is known, else None; ``scar_pattern`` names the
+    patient's scar pattern where the truth knows it (phantom: ischaemic, mid-wall, subepicardial, rvip; EMIDEC
+    infarcts: ischaemic), else ""."""
 
     patient_key: str
     level: str
@@ -68,6 +70,7 @@ class SliceRecord:
     source: str = "dicom"
     has_masks: bool = False
     scar_truth: int | None = None
+    scar_pattern: str = ""
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -104,7 +107,7 @@ class SliceRecord:
             n_slices=int(row["n_slices"]), image_path=row["image_path"], spacing_mm=sp,
             sentences=list(json.loads(row["sentences"] or "[]")), label=row["label"],
             source=row.get("source", "dicom"), has_masks=row.get("has_masks", "0") == "1",
-            scar_truth=None if st in ("", None) else int(st),
+            scar_truth=None if st in ("", None) else int(st), scar_pattern=row.get("scar_pattern") or "",
         )
 
 

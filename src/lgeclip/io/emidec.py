@@ -339,7 +339,8 @@ def ingest_emidec(root: str | Path, out: str | Path, spacing_mm: float | None = 
                        rvip=np.full((2, 2), np.nan, np.float32))
             records.append(SliceRecord(patient_key=key, level=level, slice_index=idx, n_slices=n, image_path=rel,
                                        spacing_mm=sp, sentences=sentences, label=label,
-                                       source="emidec", has_masks=True, scar_truth=int(scar.any())))
+                                       source="emidec", has_masks=True, scar_truth=int(scar.any()),
+                                       scar_pattern="ischaemic" if group == "P" else ""))
     write_manifest(out, records)
     write_excluded(out, excluded)
     splits = ensure_splits(out)  # the cohort's one patient split, read by every later stage

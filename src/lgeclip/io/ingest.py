@@ -208,7 +208,7 @@ def _ingest_study(series: list[SeriesInfo], key: str, reports: dict, out: Path, 
         records.append(SliceRecord(
             patient_key=key, level=level, slice_index=idx, n_slices=len(good), image_path=rel, spacing_mm=sp,
             sentences=sentences, label=label, source="dicom", has_masks=any(m in masks for m in TRUTH_MASKS),
-            scar_truth=scar_truth))
+            scar_truth=scar_truth, scar_pattern=str((meta or {}).get("scar_pattern") or "")))
     info.update(n_slices=len(good), label=label, levels=[r.level for r in records])
     return records, [(k, scrub(r, toks)) for k, r in rows], info
 

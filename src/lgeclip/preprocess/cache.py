@@ -26,7 +26,7 @@ from lgeclip.preprocess.config import PreprocessCfg
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
 INDEX_COLUMNS = ("slice_id", "patient_key", "level", "slice_index", "split", "label", "sentences", "scar_truth",
-                 "source", "path")
+                 "source", "path", "scar_pattern")
 _META_KEYS = ("props", "pixel_mm", "level")
 
 
@@ -44,6 +44,7 @@ class CacheRecord:
     sentences: list[str] = field(default_factory=list)
     scar_truth: int | None = None
     source: str = "dicom"
+    scar_pattern: str = ""  # the truth's scar pattern of the patient where known (io.cohort.SliceRecord)
 
     def to_row(self, root: Path) -> dict[str, str]:
         rel = Path(self.path)
@@ -55,7 +56,7 @@ class CacheRecord:
                 "slice_index": str(self.slice_index), "split": self.split, "label": self.label,
                 "sentences": json.dumps(self.sentences, ensure_ascii=False),
                 "scar_truth": "" if self.scar_truth is None else str(int(self.scar_truth)), "source": self.source,
-                "path": rel.as_posix()}
+                "path": rel.as_posix(), "scar_pattern": self.scar_pattern}
 
 
 def read_cache(cache: str | Path) -> list[CacheRecord]:
@@ -72,7 +73,7 @@ def read_cache(cache: str | Path) -> list[CacheRecord]:
                 slice_id=r["slice_id"], patient_key=r["patient_key"], level=r["level"],
                 slice_index=int(r["slice_index"]), split=r["split"], label=r["label"], path=root / r["path"],
                 sentences=list(json.loads(r["sentences"] or "[]")), scar_truth=None if st in ("", None) else int(st),
-                source=r.get("source", "dicom")))
+                source=r.get("source", "dicom"), scar_pattern=r.get("scar_pattern") or ""))
     return out
 
 
@@ -163,11 +164,13 @@ def _stack_pass(anatomies: list, items: list[tuple[SliceRecord, dict]], cfg: Pre
 
 def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: str | Path | None, out: str | Path,
                 config: str | Path | PreprocessCfg | None = None, overrides: list[str] | None = None,
-                oracle: bool = False) -> dict:
+                oracle: bool = False, predictor=None) -> dict:
     """Preprocess every manifest slice of ``cohort`` into ``out`` (see the module docstring); returns the summary.
 
-    Anatomy comes from ``AnatomyPredictor.from_run_dirs(seg_run, landmarks_run)``, or from the truth in the slice
-    npz with ``oracle=True`` (a slice without truth RVIPs is then excluded with the reason)."""
+    Anatomy comes from ``AnatomyPredictor.from_run_dirs(seg_run, landmarks_run)`` (or ``predictor``, one already
+    built from those run folders with this recipe's ``seg_tta`` / ``anatomy_bf16``, e.g. one whose memo holds these
+    slices), or from the truth in the slice npz with ``oracle=True`` (a slice without truth RVIPs is then excluded
+    with the reason)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     cfg = _resolve_cfg(config, overrides)
@@ -180,7 +183,12 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
             raise ValueError("build_cache: seg_run and landmarks_run are required unless oracle=True")
         from lgeclip.anatomy.predictor import AnatomyPredictor
 
-        predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, tta=cfg.seg_tta, bf16=cfg.anatomy_bf16)
+        if predictor is None:
+            predictor = AnatomyPredictor.from_run_dirs(seg_run, landmarks_run, tta=cfg.seg_tta,
+                                                       bf16=cfg.anatomy_bf16)
+        elif (predictor.tta, predictor.bf16) != (cfg.seg_tta, cfg.anatomy_bf16):
+            raise ValueError(f"build_cache: the given predictor runs tta={predictor.tta}, bf16={predictor.bf16}; "
+                             f"the recipe asks seg_tta={cfg.seg_tta}, anatomy_bf16={cfg.anatomy_bf16}")
     (out / "slices").mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "preprocess.yaml")
 
@@ -231,7 +239,8 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
                 rows.append(CacheRecord(
                     slice_id=rec.slice_id, patient_key=rec.patient_key, level=rec.level,
                     slice_index=rec.slice_index, split=split[rec.patient_key], label=rec.label, path=npz,
-                    sentences=list(rec.sentences), scar_truth=rec.scar_truth, source=rec.source))
+                    sentences=list(rec.sentences), scar_truth=rec.scar_truth, source=rec.source,
+                    scar_pattern=rec.scar_pattern))
     seconds = time.perf_counter() - t0
 
     atomic_write_text(out / "index.csv", csv_text(INDEX_COLUMNS, [r.to_row(out) for r in rows]))
