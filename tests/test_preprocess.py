@@ -303,6 +303,30 @@ def test_build_cache_with_predictor_batches(tmp_path, monkeypatch):
     assert summary["seg_run"].endswith("seg") and summary["landmarks_run"].endswith("lm")
 
 
+def test_build_cache_uses_the_predictor_it_is_given(tmp_path, monkeypatch):
+    _fake_cohort(tmp_path / "cohort", n_patients=2)
+
+    class NoRuns:  # building a predictor from the run folders is what a given predictor saves
+        @classmethod
+        def from_run_dirs(cls, *args, **kwargs):
+            raise AssertionError("build_cache built its own predictor")
+
+    class Given:
+        tta, bf16, calls = False, True, 0
+
+        def predict_batch(self, items, names=None, errors="raise"):
+            Given.calls += len(items)
+            return [AnatomyResult(*make_ring(im.shape, C, 14.0, 20.0, (125.0, 245.0))) for im, _sp in items]
+
+    monkeypatch.setitem(sys.modules, "lgeclip.anatomy.predictor", types.SimpleNamespace(AnatomyPredictor=NoRuns))
+    s = build_cache(tmp_path / "cohort", tmp_path / "seg", tmp_path / "lm", tmp_path / "cache", predictor=Given())
+    assert s["n_cached"] == 6 and Given.calls == 6 and s["seg_run"].endswith("seg")
+    odd = Given()
+    odd.tta = True  # not what the recipe asks (seg_tta false): refused, not silently mixed
+    with pytest.raises(ValueError, match="seg_tta"):
+        build_cache(tmp_path / "cohort", tmp_path / "seg", tmp_path / "lm", tmp_path / "odd", predictor=odd)
+
+
 def test_build_cache_makes_rvips_consistent_along_each_stack(tmp_path, monkeypatch):
     _fake_cohort(tmp_path / "cohort", n_patients=2)
 

@@ -177,8 +177,9 @@ def build_cache(cohort: str | Path, seg_run: str | Path | None, landmarks_run: s
     cohort, out = Path(cohort), Path(out)
     records = read_manifest(cohort)
     split = patient_split(cohort, cfg.fold)  # the cohort's splits.json, the file the anatomy nets read too
-    predictor = None
-    if not oracle:
+    if oracle:
+        predictor = None
+    else:
         if seg_run is None or landmarks_run is None:
             raise ValueError("build_cache: seg_run and landmarks_run are required unless oracle=True")
         from lgeclip.anatomy.predictor import AnatomyPredictor
