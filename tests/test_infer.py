@@ -205,9 +205,23 @@ def test_predict_dicom_out_writes_an_sr_and_a_secondary_capture_in_the_source_st
     scored = [x for x in j["slices"] if x["p_lge"] is not None]
     refs = [it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in items(sr) if it.ValueType == "IMAGE"]
     assert len(refs) == len(scored) and set(refs) <= set(src)  # one source image per scored slice
-    values = sorted(float(it.MeasuredValueSequence[0].NumericValue) for it in items(sr) if it.ValueType == "NUM")
+    nums = [it for it in items(sr) if it.ValueType == "NUM"]
+    seg_nums = [it for it in nums if it.ConceptNameCodeSequence[0].CodeValue == "LGE-SEG"]
+    values = sorted(float(it.MeasuredValueSequence[0].NumericValue) for it in nums if it not in seg_nums)
     want = sorted([x["p_lge"] for x in scored] + [j["p_lge"]])  # the slices' P(LGE) + the patient's
     assert np.allclose(values, want, atol=1e-5)
+    # the study's segment table, each score at its segment's SNOMED CT finding site (basal inferior = 4, etc.)
+    from lgeclip.infer.dicom_out import segment_site
+
+    table = {r["segment"]: r["score"] for r in j["segments"] if r["score"] is not None}
+    assert table and len(seg_nums) == len(table)
+    for it in seg_nums:
+        site = next(x for x in it.ContentSequence if x.ConceptNameCodeSequence[0].CodeValue == "363698007")
+        code = site.ConceptCodeSequence[0].CodeValue
+        seg = next(k for k in table if segment_site(k).value == code)
+        assert float(it.MeasuredValueSequence[0].NumericValue) == pytest.approx(table[seg], abs=1e-5)
+    assert segment_site(4).meaning.lower().endswith("basal inferior segment")
+    assert segment_site(14).meaning.lower().endswith("apical septal segment")
     assert ("Yes" if j["lge"] else "No") in text
     sc = pydicom.dcmread(d / "lgeclip_sc.dcm")
     assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.StudyInstanceUID == any_src.StudyInstanceUID

@@ -1,6 +1,7 @@
 """Results back into PACS as DICOM (``lgeclip predict --dicom-out``): a Comprehensive 3D SR holding a TID 1500
 measurement report (P(LGE) per scored slice, each referencing its source image; the patient-level P(LGE), the
-call and the model identity) and a Secondary Capture of the prediction picture, both in the source study.
+call and the model identity; the study's AHA segment scores, each with the segment's standard SNOMED CT finding
+site) and a Secondary Capture of the prediction picture, both in the source study.
 
 Both carry new series / instance UIDs. From the source they copy only what DICOM needs to file them in the same
 study (Patient's Name and ID, Study Instance UID and the other Study module attributes highdicom carries; the
@@ -25,8 +26,22 @@ def _codes():
     return {
         "p_lge": hd.sr.CodedConcept("P-LGE", SCHEME, "Probability of myocardial late gadolinium enhancement"),
         "lge": hd.sr.CodedConcept("LGE", SCHEME, "Myocardial late gadolinium enhancement"),
+        "segment": hd.sr.CodedConcept("LGE-SEG", SCHEME, "Late gadolinium enhancement score of a segment"),
         "unit": codes.UCUM.NoUnits, "yes": codes.SCT.Yes, "no": codes.SCT.No, "procedure": codes.SCT.CardiacMRI,
     }
+
+
+def segment_site(segment: int):
+    """SNOMED CT code of AHA segment 1-16 (CID 3717 "Myocardial Wall Segments", e.g. 4 -> left ventricle basal
+    inferior segment), taken by name from pydicom's code dictionary."""
+    from pydicom.sr.codedict import codes
+
+    from lgeclip.infer.segments import SEGMENT_NAMES
+
+    if segment not in range(1, 17):
+        raise ValueError(f"segment {segment} is not one of the 16 short-axis segments")
+    level, wall = SEGMENT_NAMES[segment].split(" ", 1)
+    return getattr(codes.SCT, f"LeftVentricle{level.capitalize()}{wall.capitalize()}Segment")
 
 
 def _blank_birth_and_sex(ds) -> None:
@@ -75,6 +90,16 @@ def structured_report(pred: dict, sources: list, series_number: int = 9901):
                                         algorithm_id=algorithm)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=c["lge"], value=c["yes"] if pred["lge"]
                                                              else c["no"])]))
+    scored = [r for r in pred.get("segments") or [] if r.get("score") is not None]
+    if scored:  # the study's 16-segment table: one measurement per segment that a slice answered for
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=hd.UID(), identifier=f"AHA segments ({pred.get('localisation_method', 'occlude')})"),
+            algorithm_id=algorithm,
+            measurements=[hd.sr.Measurement(name=c["segment"], value=float(r["score"]), unit=c["unit"],
+                                            algorithm_id=algorithm,
+                                            finding_sites=[hd.sr.FindingSite(segment_site(int(r["segment"])))])
+                          for r in scored]))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=c["procedure"], imaging_measurements=groups)
