@@ -72,6 +72,14 @@ def test_evaluate_run_numbers_match_its_tables(tiny_run, tmp_path):
     # leak-checked: the oracle cache has no anatomy nets; the run's own train/val patients are not the test ones
     assert s["leak_check"]["ok"] is True and set(s["leak_check"]["upstream"]) == {"run train/val"}
     assert s["leak_check"]["n_evaluated_patients"] == len(pats)
+    # the training-free floor beside the model, on the same slices: its AUROC is the CSV column's, and on these rings
+    # (a bright 60-deg sector in a dark wall around a bright pool) it separates the scar slices
+    from lgeclip.metrics import auroc
+
+    floor = np.array([float(r["floor"]) for r in slices])
+    truth = np.array([r["scar_truth"] == "1" for r in slices])
+    assert ((floor >= 0) & (floor <= 1)).all() and s["floor_slice_auroc"] == pytest.approx(auroc(truth, floor))
+    assert s["floor_slice_auroc"] > 0.9 and floor[truth].min() > floor[~truth].max()
 
 
 def _phantom_studies(root: Path, n: int) -> Path:

@@ -3,7 +3,9 @@
 Patient level (the paper's metric): P(LGE) per slice -> patient aggregate (the run's ``eval.aggregation``) ->
 call at the run's fixed threshold, against the report label; balanced accuracy with a patient-bootstrap 95 %
 interval, AUROC, sensitivity, specificity, confusion. Slice level against pixel truth where the cohort has it
-(phantom, EMIDEC): slice balanced accuracy / AUROC. Writes ``summary.json``, ``patients.csv``, ``slices.csv``.
+(phantom, EMIDEC): slice balanced accuracy / AUROC, beside the training-free floor on the same slices
+(``floor_slice_auroc``: the share of the cached, predicted wall brighter than half-way from its darkest quarter to
+the blood pool, ``infer.segments.bright_threshold``). Writes ``summary.json``, ``patients.csv``, ``slices.csv``.
 Refuses (``LeakError``) to score patients that any upstream stage trained or selected on (``eval.leaks``).
 """
 
@@ -16,7 +18,9 @@ import numpy as np
 import torch
 
 from lgeclip.data.clip import ClipPairs
-from lgeclip.metrics import binary_metrics
+from lgeclip.infer.segments import bright_threshold
+from lgeclip.metrics import auroc, binary_metrics
+from lgeclip.preprocess.cache import load_cached_slice
 from lgeclip.train.clip import load_run_model, patient_table, score_slices, split_records
 from lgeclip.utils import atomic_write_json, atomic_write_text, csv_text
 
@@ -65,6 +69,14 @@ def leak_check(run: Path, cache: Path, split: str, allow_leak: bool = False) -> 
         return {"ok": False, "allow_leak": True, "split": split, "error": str(e)}
 
 
+def floor_score(image: np.ndarray, myocardium: np.ndarray) -> float:
+    """The training-free rule's slice score: the share of the wall brighter than half-way from its darkest quarter
+    to the blood pool (NaN where the slice has no wall or blood pool to compare)."""
+    t = bright_threshold(image, myocardium)
+    myo = np.asarray(myocardium) > 0
+    return float("nan") if t is None else float((np.asarray(image)[myo] > t).mean())
+
+
 def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: str | Path | None = None,
                  device: str | None = None, n_boot: int = 1000, allow_leak: bool = False) -> dict:
     """Evaluate run folder ``run`` on the ``split`` patients of ``cache``; returns (and writes) the summary.
@@ -97,11 +109,22 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
     if len(known):
         summary.update(patient_metrics(y, pp, cfg.eval.threshold, n_boot))
     st = [(r.scar_truth, float(pi)) for r, pi in zip(records, p, strict=True) if r.scar_truth is not None]
+    floor = np.full(len(records), np.nan)
     if st:
         ms = binary_metrics(np.array([t for t, _ in st]), np.array([q for _, q in st]), cfg.eval.threshold)
         summary.update(_nan_to_none({"slice_balanced_accuracy": ms.balanced_accuracy, "slice_auroc": ms.auroc,
                                      "slice_sensitivity": ms.sensitivity, "slice_specificity": ms.specificity,
                                      "n_slices_with_truth": len(st)}))
+        for i, r in enumerate(records):
+            if r.scar_truth is not None:
+                d = load_cached_slice(r.path, oriented=cfg.data.orientation)
+                floor[i] = floor_score(d["image"], d["myocardium"])
+        ft = [(r.scar_truth, f) for r, f in zip(records, floor, strict=True) if r.scar_truth is not None]
+        # a slice the rule cannot read counts as clean (0), so the floor is scored on the model's slices
+        summary["floor_slice_auroc"] = _nan_to_none({"v": auroc(np.array([t for t, _ in ft]), np.nan_to_num(
+            np.array([f for _, f in ft]), nan=0.0))})["v"]
+        summary["floor_rule"] = ("share of the predicted wall (cache) brighter than half-way from its darkest "
+                                 "quarter to the blood pool; training-free")
     for lv in ("basal", "mid", "apical"):
         sub = [(r.scar_truth, float(pi)) for r, pi in zip(records, p, strict=True)
                if r.level == lv and r.scar_truth is not None]
@@ -116,8 +139,8 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
         (k, d["label"], f"{d['p_lge']:.4f}", int(d["p_lge"] >= cfg.eval.threshold), len(d["p"]))
         for k, d in sorted(pats.items())]))
     atomic_write_text(out / "slices.csv", csv_text(
-        ("slice_id", "patient_key", "level", "label", "scar_truth", "p_lge"),
-        [(r.slice_id, r.patient_key, r.level, r.label, "" if r.scar_truth is None else r.scar_truth, f"{pi:.4f}")
-         for r, pi in zip(records, p, strict=True)]))
+        ("slice_id", "patient_key", "level", "label", "scar_truth", "p_lge", "floor"),
+        [(r.slice_id, r.patient_key, r.level, r.label, "" if r.scar_truth is None else r.scar_truth, f"{pi:.4f}",
+          "" if np.isnan(f) else f"{f:.4f}") for r, pi, f in zip(records, p, floor, strict=True)]))
     atomic_write_json(out / "summary.json", summary)
     return summary
