@@ -129,6 +129,16 @@ def test_predict_studies_writes_predictions_and_failures(tiny_run, tmp_path):
         width = plt.imread(d / "prediction.png").shape[1]
         assert width > 1.9 * (j["n_slices"] + 1) * 110
         assert j["localisation_method"] == s["localisation_method"] == "bright" and "blood pool" in j["localisation"]
+    # asked in words instead: each slice also carries the answers (wall, depth, pattern), each summing to 1
+    sw = predict_studies(studies, tiny_run["run"], tmp_path / "words", predictor=pred, method="prompts")
+    assert sw["localisation_method"] == "prompts" and sw["n_predicted"] == 2
+    for d in sorted(p for p in (tmp_path / "words").iterdir() if p.is_dir()):
+        j = json.loads((d / "prediction.json").read_text())
+        assert j["localisation_method"] == "prompts" and "similarity" in j["localisation"]
+        for sl in (x for x in j["slices"] if x["p_lge"] is not None):
+            assert set(sl["answers"]) == {"location", "depth", "pattern"}
+            assert {int(k) for k in sl["answers"]["location"]} == set(LEVEL_SEGMENTS[sl["level"]])
+            assert all(sum(a.values()) == pytest.approx(1.0) for a in sl["answers"].values())
     # a wrong method is the caller's error, before any study (not one failure per study)
     with pytest.raises(ValueError, match="method must be one of"):
         predict_studies(studies, tiny_run["run"], tmp_path / "bad", predictor=pred, method="blur")

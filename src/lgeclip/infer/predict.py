@@ -76,6 +76,8 @@ def predict_study(predictor, series: list, rules=None, with_sources: bool = Fals
         if regional[i] is not None:
             row.update({"segments": {str(k): v for k, v in regional[i]["segments"].items()},
                         "depth": regional[i]["depth"], "regional_skipped": regional[i]["reason"]})
+            if "answers" in regional[i]:  # asked in words: each question's answer distribution (wall, depth, pattern)
+                row["answers"] = {q: {str(k): v for k, v in a.items()} for q, a in regional[i]["answers"].items()}
         slices.append(row)
     used = [s["p_lge"] for s in slices if s["protocol_level"] and s["p_lge"] is not None]
     every = [s["p_lge"] for s in slices if s["p_lge"] is not None]
