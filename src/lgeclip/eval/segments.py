@@ -1,15 +1,16 @@
 """``lgeclip evaluate --segments``: where the scar is, scored against truth masks on held-out patients.
 
 Each cached slice of the split is asked the regional questions of ``infer.segments`` (per AHA segment of its level
-and per wall third, by editing the image) or of ``infer.multilabel`` (in words: which wall, how deep).
+and per wall third, by editing the image or by the training-free bright floor) or of ``infer.multilabel`` (in words: which wall, how deep).
 A region is truth-positive when the truth scar within ``TRUTH_BAND_MM`` of its wall (each pixel given the region of
 its nearest predicted wall pixel) covers at least ``min_fraction`` of its wall pixels (and ``min_pixels``), on the
 model's grid: the same positives whatever band the method used. Reported: AUROC over all (slice, segment) pairs, the
 mean of the 16 per-segment AUROCs, the same within truth-positive slices only (where in the slice, once it is
 known to hold scar), the study-level 16-segment table against "any slice of that level", depth AUROC per wall
 third, and the pattern (ischaemic vs non-ischaemic, ``infer.multilabel.ischaemic_score``) on the truth-scar slices of
-patients whose truth names the pattern (``scar_pattern``; AUROC where both kinds occur, else the share called right
-at 0.5). Slices without a segment map (RVIP fallback) are counted, not scored for segments or depth.
+patients whose truth names the pattern (``scar_pattern``; AUROC where both kinds occur, and the share called right
+at 0.5, the only measure where all are of one kind, e.g. EMIDEC's infarcts). Slices without a segment map (RVIP
+fallback) are counted, not scored for segments or depth.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lgeclip.infer.multilabel import ASK_METHODS
 from lgeclip.infer.segments import BAND_MM, DEFAULT_METHOD, METHOD_DESCRIPTIONS, plot_bullseye, study_segments
 from lgeclip.io.dicom import (
     choose_levels,
@@ -167,7 +168,7 @@ def predict_studies(studies: str | Path, run: str | Path, out: str | Path, seg_r
     if method not in METHOD_DESCRIPTIONS:  # before any study: a wrong option is not a per-study failure
         raise ValueError(f"method must be one of {tuple(METHOD_DESCRIPTIONS)}, got {method!r}")
     predictor = predictor or Predictor.from_run_dir(run, seg_run, landmarks_run)
-    if method in ("prompts", "caption") and getattr(predictor, "zero_shot", True) is None:
+    if method in ASK_METHODS and getattr(predictor, "zero_shot", True) is None:
         raise ValueError(f"method {method!r} asks in words: it needs a CLIP run, not {predictor.cfg.task!r}")
     rules_obj = load_rules(rules)
     series, skipped = scan_tree(Path(studies))
