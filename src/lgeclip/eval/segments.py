@@ -1,7 +1,8 @@
 """``lgeclip evaluate --segments``: where the scar is, scored against truth masks on held-out patients.
 
 Each cached slice of the split is asked the regional questions of ``infer.segments`` (per AHA segment of its level
-and per wall third, by editing the image or by the training-free bright floor) or of ``infer.multilabel`` (in words: which wall, how deep).
+and per wall third, by editing the image or by the training-free bright floor) or of ``infer.multilabel`` (in
+words: which wall, how deep, which pattern).
 A region is truth-positive when the truth scar within ``TRUTH_BAND_MM`` of its wall (each pixel given the region of
 its nearest predicted wall pixel) covers at least ``min_fraction`` of its wall pixels (and ``min_pixels``), on the
 model's grid: the same positives whatever band the method used. Reported: AUROC over all (slice, segment) pairs, the
