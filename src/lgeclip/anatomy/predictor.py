@@ -12,6 +12,7 @@ The geometry here is numpy/scipy only; torch is imported lazily by the predictor
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,8 +262,6 @@ def _read_run(run: Path) -> tuple[dict, Path]:
 
 
 def _memo_key(image: np.ndarray, spacing: tuple[float, float]) -> bytes:
-    import hashlib
-
     # spacing at float32, as slice files store it: the same slice read back from its file has the same key
     h = hashlib.blake2b(np.ascontiguousarray(image, np.float32).tobytes(), digest_size=16)
     h.update(repr(image.shape).encode() + np.asarray(spacing, np.float32).tobytes())

@@ -5,7 +5,7 @@ call at the run's fixed threshold, against the report label; balanced accuracy w
 interval, AUROC, sensitivity, specificity, confusion. Slice level against pixel truth where the cohort has it
 (phantom, EMIDEC): slice balanced accuracy / AUROC, beside the training-free floor on the same slices
 (``floor_slice_auroc``: the share of the cached, predicted wall brighter than half-way from its darkest quarter to
-the blood pool, ``infer.segments.bright_threshold``). Writes ``summary.json``, ``patients.csv``, ``slices.csv``.
+the blood pool, ``infer.segments.bright_share``). Writes ``summary.json``, ``patients.csv``, ``slices.csv``.
 Refuses (``LeakError``) to score patients that any upstream stage trained or selected on (``eval.leaks``).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lgeclip.data.clip import ClipPairs
-from lgeclip.infer.segments import bright_threshold
+from lgeclip.infer.segments import bright_share
 from lgeclip.metrics import auroc, binary_metrics
 from lgeclip.preprocess.cache import load_cached_slice
 from lgeclip.train.clip import load_run_model, patient_table, score_slices, split_records
@@ -69,14 +69,6 @@ def leak_check(run: Path, cache: Path, split: str, allow_leak: bool = False) -> 
         return {"ok": False, "allow_leak": True, "split": split, "error": str(e)}
 
 
-def floor_score(image: np.ndarray, myocardium: np.ndarray) -> float:
-    """The training-free rule's slice score: the share of the wall brighter than half-way from its darkest quarter
-    to the blood pool (NaN where the slice has no wall or blood pool to compare)."""
-    t = bright_threshold(image, myocardium)
-    myo = np.asarray(myocardium) > 0
-    return float("nan") if t is None else float((np.asarray(image)[myo] > t).mean())
-
-
 def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: str | Path | None = None,
                  device: str | None = None, n_boot: int = 1000, allow_leak: bool = False) -> dict:
     """Evaluate run folder ``run`` on the ``split`` patients of ``cache``; returns (and writes) the summary.
@@ -118,7 +110,7 @@ def evaluate_run(run: str | Path, cache: str | Path, split: str = "test", out: s
         for i, r in enumerate(records):
             if r.scar_truth is not None:
                 d = load_cached_slice(r.path, oriented=cfg.data.orientation)
-                floor[i] = floor_score(d["image"], d["myocardium"])
+                floor[i] = bright_share(d["image"], d["myocardium"])
         ft = [(r.scar_truth, f) for r, f in zip(records, floor, strict=True) if r.scar_truth is not None]
         # a slice the rule cannot read counts as clean (0), so the floor is scored on the model's slices
         summary["floor_slice_auroc"] = _nan_to_none({"v": auroc(np.array([t for t, _ in ft]), np.nan_to_num(

@@ -158,19 +158,28 @@ def bright_threshold(image: np.ndarray, myocardium: np.ndarray) -> float | None:
     return dark + 0.5 * (float(np.median(np.asarray(image, float)[cav])) - dark)
 
 
+def bright_share(image: np.ndarray, myocardium: np.ndarray, region: np.ndarray | None = None,
+                 threshold: float | None = None) -> float:
+    """The share of the wall (within ``region`` when given) above ``threshold`` (default: ``bright_threshold`` of
+    the slice); NaN where the slice has no wall or blood pool to compare, 0 for a region with no wall pixel."""
+    myo = np.asarray(myocardium) > 0
+    t = bright_threshold(image, myocardium) if threshold is None else threshold
+    if t is None:
+        return float("nan")
+    m = myo if region is None else myo & region
+    return float((np.asarray(image)[m] > t).mean()) if m.any() else 0.0
+
+
 def _bright(maps: RegionMaps, p: float) -> dict:
     t = bright_threshold(maps.image, maps.myocardium)
     out: dict = {"segments": {}, "depth": {}, "reason": None}
     if not (maps.aha > 0).any():
         out["reason"] = "no AHA segment map (RVIPs unusable: slice not oriented)"
         return out
-    myo = maps.myocardium > 0
-    if t is None:  # the rule sees nothing here: every region scores 0 (and is still counted)
-        t = np.inf
     own = RegionMaps(maps.image, maps.myocardium, maps.aha, maps.layers, maps.level)  # no band
     for kind, rid, mask in own.regions():
-        m = mask & myo
-        v = p * float((maps.image[m] > t).mean()) if m.any() else 0.0
+        # the rule sees nothing without a blood pool: every region scores 0 (and is still counted)
+        v = 0.0 if t is None else p * bright_share(maps.image, maps.myocardium, mask, t)
         if kind == "segment":
             out["segments"][rid] = v
         else:
