@@ -12,6 +12,13 @@ from test_emidec import _fake_emidec
 from lgeclip.cli.demo import DemoPlan, run_demo
 
 
+def _rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.mark.slow
 def test_quick_demo_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("LGECLIP_NO_PROGRESS", "1")
@@ -23,6 +30,14 @@ def test_quick_demo_runs_end_to_end(tmp_path, monkeypatch):
         assert s["n_patients"] >= 2 and s["n_slices"] == 3 * s["n_patients"]
         assert 0.0 <= s["balanced_accuracy"] <= 1.0 and (out / "runs" / model / "model.safetensors").is_file()
     assert results["phantom"]["proposed"]["task"] == "clip" and results["phantom"]["image_only"]["task"] == "image_only"
+    # the second phantom cohort: every patient evaluated, none of them upstream of either model
+    test_keys = {r["patient_key"] for r in _rows(out / "cache" / "index.csv")}
+    fresh_keys = {r["patient_key"] for r in _rows(out / "cache_fresh" / "index.csv")}
+    assert len(fresh_keys) == 4 and not fresh_keys & test_keys
+    for model in ("proposed", "image_only"):
+        s = results["phantom_fresh"][model]
+        assert s["split"] == "all" and s["n_patients"] == 4 and s["cache"].endswith("cache_fresh")
+        assert s["leak_check"]["ok"] is True
     anat = results["anatomy"]["phantom"]
     assert anat["n_slices"] > 0 and 0.0 <= anat["dice_myo_mean"] <= 1.0
     for fig in ("synth_preview.png", "training_curves.png"):
