@@ -55,7 +55,8 @@ class DemoPlan:
     # 0.88 / 0.81 on the cohort's training split / on an independent cohort, i.e. those 24 patients are easy)
     fresh_patients: int = 60
     # the cpu recipe's 400 steps take ~5.6 min (CLIP) / ~4.1 min (image-only) on 2 idle cores; the demo trains each
-    # phantom model for 150 so that the whole demo, EMIDEC included, stays well inside 20 min (about 14 min, README)
+    # phantom model for 150 so that the whole demo, EMIDEC and the second cohort included, stays inside 20 min
+    # (15-19 min for `make demo` on a clean clone, by the day's CPU speed; README)
     overrides: tuple[str, ...] = ("loop.max_steps=150",)
     use_emidec: bool = True  # also run the chain on EMIDEC when it is present
     # preprocess the phantom with its truth anatomy instead of the trained nets (quick: smoke-size nets are
