@@ -67,7 +67,13 @@ class DemoPlan:
     # 174 s and a 19 min 56 s demo, too close to the budget, hence 320 / 480
     use_acdc: bool = True
     real_seg_recipe: str = "seg_real.yaml"
-    real_seg_overrides: tuple[str, ...] = ("loop.max_steps=320",)
+    # scar-aware: a painted bright scar kept as wall (aug.scar) and the phantom (whose truth wall holds its scars)
+    # drawn ``real_seg_phantom_repeats`` times as often. Measured at stop 25 (2 seeds each, phantom models trained
+    # on the resulting caches): validation score up for both models and both seeds, zero-shot AUROC on two phantom
+    # cohorts no stage saw 0.797 -> 0.824 and 0.763 -> 0.799, truth scar inside the predicted wall 5 % -> 35 %
+    # (median slice); README "Measured so far"
+    real_seg_overrides: tuple[str, ...] = ("loop.max_steps=320", "aug.scar.prob=0.5")
+    real_seg_phantom_repeats: int = 4
     real_landmarks_recipe: str = "landmarks_real.yaml"
     real_landmarks_overrides: tuple[str, ...] = ("loop.max_steps=480",)
 
@@ -263,6 +269,9 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> di
         console.print("EMIDEC not found (set LGECLIP_EMIDEC): the demo runs on the phantom only")
 
     seg, lm = runs / "seg", runs / "landmarks"
+    if acdc is not None and plan.real_seg_phantom_repeats > 1:  # seg_cohorts[0] is the phantom
+        reps = [plan.real_seg_phantom_repeats] + [1] * (len(seg_cohorts) - 1)
+        seg_over = (*seg_over, f"data.cohort_repeats=[{','.join(map(str, reps))}]")
     st.run("train segmentation net", seg / "encoder.safetensors", train_segmentation, seg_cohorts, seg,
            config=REPO_CONFIGS / "anatomy" / seg_recipe, overrides=list(seg_over))
     st.run("train RVIP net", lm / "run.json", train_landmarks, lm_cohorts, lm,
