@@ -10,13 +10,7 @@ from test_acdc import _write_patient
 from test_emidec import _fake_emidec
 
 from lgeclip.cli.demo import DemoPlan, run_demo
-
-
-def _rows(path):
-    import csv
-
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from lgeclip.preprocess.cache import read_cache
 
 
 @pytest.mark.slow
@@ -31,9 +25,9 @@ def test_quick_demo_runs_end_to_end(tmp_path, monkeypatch):
         assert 0.0 <= s["balanced_accuracy"] <= 1.0 and (out / "runs" / model / "model.safetensors").is_file()
     assert results["phantom"]["proposed"]["task"] == "clip" and results["phantom"]["image_only"]["task"] == "image_only"
     # the second phantom cohort: every patient evaluated, none of them upstream of either model
-    test_keys = {r["patient_key"] for r in _rows(out / "cache" / "index.csv")}
-    fresh_keys = {r["patient_key"] for r in _rows(out / "cache_fresh" / "index.csv")}
-    assert len(fresh_keys) == 4 and not fresh_keys & test_keys
+    cache_keys = {r.patient_key for r in read_cache(out / "cache")}
+    fresh_keys = {r.patient_key for r in read_cache(out / "cache_fresh")}
+    assert len(fresh_keys) == 4 and not fresh_keys & cache_keys
     for model in ("proposed", "image_only"):
         s = results["phantom_fresh"][model]
         assert s["split"] == "all" and s["n_patients"] == 4 and s["cache"].endswith("cache_fresh")
